@@ -84,6 +84,8 @@ class ForecastingDecoding(_Strict):
     # window_standard: each input window is scaled by its own mean and std, so one model serves any
     # series scale; the output is mapped back with the same numbers.
     normalisation: Literal["window_standard", "none"] = "window_standard"
+    # std below this is replaced by it, so a flat window maps to zeros instead of dividing by 0.
+    std_floor: float = Field(1e-6, gt=0.0)
     frequency: str | None = None
 
     @model_validator(mode="after")
