@@ -1,0 +1,137 @@
+"""Evaluation metrics in numpy, one function per figure the model cards report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def dice_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of two boolean masks; both empty counts as a perfect match."""
+    inter = float(np.logical_and(pred, gt).sum())
+    total = float(pred.sum() + gt.sum())
+    union = total - inter
+    if total == 0:
+        return 1.0, 1.0
+    return 2.0 * inter / total, inter / union
+
+
+def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """Pairwise IoU [len(a), len(b)]."""
+    a = a_xyxy[:, None, :]
+    b = b_xyxy[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        ious = box_iou(boxes_xyxy[i : i + 1], boxes_xyxy[order[1:]])[0]
+        order = order[1:][ious <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _match(dets, gts, iou_threshold):
+    """Per detection (score, is_true_positive) over all images, greedy by score per image."""
+    records = []
+    for (boxes, scores), gt in zip(dets, gts, strict=True):
+        order = np.argsort(-scores, kind="stable")
+        used = np.zeros(len(gt), dtype=bool)
+        ious = box_iou(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
+        for i in order:
+            j = int(np.argmax(ious[i])) if len(gt) else -1
+            hit = j >= 0 and ious[i, j] >= iou_threshold and not used[j]
+            if hit:
+                used[j] = True
+            records.append((float(scores[i]), hit))
+    return records
+
+
+def average_precision(
+    dets: Sequence[tuple[np.ndarray, np.ndarray]],
+    gts: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+) -> float:
+    """Area under the interpolated precision-recall curve (all points, as VOC 2010+ and COCO)."""
+    n_gt = sum(len(g) for g in gts)
+    records = sorted(_match(dets, gts, iou_threshold), key=lambda r: -r[0])
+    if n_gt == 0:
+        return float("nan")
+    if not records:
+        return 0.0
+    hits = np.asarray([r[1] for r in records], dtype=np.float64)
+    tp = np.cumsum(hits)
+    recall = tp / n_gt
+    precision = tp / np.arange(1, len(hits) + 1)
+    recall = np.concatenate([[0.0], recall, [recall[-1]]])
+    precision = np.concatenate([[1.0], precision, [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.nonzero(recall[1:] != recall[:-1])[0]
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+def precision_recall_at(
+    dets: Sequence[tuple[np.ndarray, np.ndarray]],
+    gts: Sequence[np.ndarray],
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> tuple[float, float]:
+    kept = [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
+    records = _match(kept, gts, iou_threshold)
+    tp = sum(r[1] for r in records)
+    n_gt = sum(len(g) for g in gts)
+    precision = tp / len(records) if records else 1.0
+    return float(precision), float(tp / n_gt if n_gt else 1.0)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half)."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def binary_stats(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    pred, labels = np.asarray(pred).astype(bool), np.asarray(labels).astype(bool)
+    tp, tn = float((pred & labels).sum()), float((~pred & ~labels).sum())
+    return {
+        "accuracy": (tp + tn) / len(labels),
+        "sensitivity": tp / max(labels.sum(), 1),
+        "specificity": tn / max((~labels).sum(), 1),
+    }
+
+
+def mase_scale(y_train: np.ndarray, season: int) -> float:
+    """Mean absolute error of the in-sample seasonal naive forecast with lag ``season``."""
+    return float(np.mean(np.abs(y_train[season:] - y_train[:-season])))
+
+
+def forecast_errors(y_true: np.ndarray, y_pred: np.ndarray, scale: float) -> dict[str, float]:
+    err = y_true - y_pred
+    denom = np.abs(y_true) + np.abs(y_pred)
+    smape = 200.0 * np.mean(np.where(denom > 0, np.abs(err) / np.maximum(denom, 1e-12), 0.0))
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mase": float(np.mean(np.abs(err)) / scale),
+        "smape": float(smape),
+    }
+
+
+def pinball(y_true: np.ndarray, y_quantile: np.ndarray, q: float) -> float:
+    diff = y_true - y_quantile
+    return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
