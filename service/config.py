@@ -1,0 +1,45 @@
+"""Settings, read once at start-up from ``POLYPSERVE_*`` environment variables or ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.manifest import Task
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POLYPSERVE_", env_file=".env", extra="ignore")
+
+    # Where the model repository lives: <models_dir>/<name>/<version>/{model.onnx,manifest.json}.
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # "auto" takes CUDA when a CUDA session can really be created, else CPU; or a comma-separated
+    # list of ONNX Runtime provider names, tried in order.
+    providers: str = "auto"
+    # Refuse readiness (with the reason) rather than serve on CPU when CUDA is unavailable.
+    require_gpu: bool = False
+    # 0 lets ONNX Runtime choose (one thread per physical core).
+    intra_op_threads: int = Field(0, ge=0)
+    inter_op_threads: int = Field(0, ge=0)
+    warmup: bool = True
+    # Ready only when every discovered model is ready (Triton's strict readiness); otherwise
+    # ready once loading finished and at least one model serves.
+    strict_readiness: bool = False
+    # Task -> model name used when a request names none; unset tasks use their only model.
+    default_models: dict[Task, str] = Field(default_factory=dict)
+
+    # Input limits: a request over them is refused before any decoding work.
+    max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    max_images_per_request: int = Field(32, gt=0)
+    max_form_fields: int = Field(64, gt=0)
+    max_series_per_request: int = Field(256, gt=0)
+    max_series_length: int = Field(100_000, gt=0)

@@ -1,0 +1,55 @@
+"""One error hierarchy; each error carries its HTTP status and one handler renders it.
+
+PolypServeError (500)
+├── InvalidInputError (400)        undecodable image, malformed body
+├── ModelNotFoundError (404)       unknown model or version
+├── WrongTaskError (409)           a model of another task than the route's
+├── PayloadTooLargeError (413)     body bytes or image pixels over the limits
+├── UnsupportedMediaTypeError (415)
+├── InvalidParameterError (422)    parameters outside what the model serves
+└── NotReadyError (503)            the service or the model is not ready
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PolypServeError(Exception):
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.message, **self.details}
+
+
+class InvalidInputError(PolypServeError):
+    status_code = 400
+
+
+class ModelNotFoundError(PolypServeError):
+    status_code = 404
+
+
+class WrongTaskError(PolypServeError):
+    status_code = 409
+
+
+class PayloadTooLargeError(PolypServeError):
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(PolypServeError):
+    status_code = 415
+
+
+class InvalidParameterError(PolypServeError):
+    status_code = 422
+
+
+class NotReadyError(PolypServeError):
+    status_code = 503
