@@ -1,0 +1,145 @@
+"""Safe image decoding and mask encoding (the only module that touches Pillow).
+
+Limits are checked from the header, before any pixel is decoded, so a decompression bomb costs
+nothing. Large JPEGs are decoded in the DCT domain at a reduced scale (``Image.draft``) when the
+network input is much smaller than the frame; the caller keeps the original size for geometry.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+SUPPORTED_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+}
+SUPPORTED_MEDIA_TYPES = frozenset(SUPPORTED_FORMATS.values())
+# EXIF orientations that swap width and height.
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+# Our own pixel limit is checked first; this only keeps Pillow from raising its own bomb error.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """RGB pixels (possibly reduced by draft decoding) and the upright original size."""
+
+    rgb: np.ndarray  # (height, width, 3) uint8
+    width: int  # original width, after EXIF orientation
+    height: int
+
+
+@dataclass(frozen=True)
+class OpenedImage:
+    """A parsed header whose pixels are not decoded yet; ``width``/``height`` are upright."""
+
+    image: Image.Image
+    width: int
+    height: int
+    transposed: bool
+
+
+def open_image(data: bytes, *, max_pixels: int) -> OpenedImage:
+    """Parse the header and check format and pixel limits without decoding pixels."""
+    if not data:
+        raise InvalidInputError("empty image")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InvalidInputError("the body is not a decodable image") from None
+    except Exception as exc:  # Pillow raises assorted errors on hostile headers
+        raise InvalidInputError(f"the image header is invalid: {type(exc).__name__}") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaTypeError(
+            f"image format {image.format} is not supported",
+            supported=sorted(SUPPORTED_MEDIA_TYPES),
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLargeError(
+            f"image has {width}x{height} pixels, over the limit of {max_pixels}",
+            limit=max_pixels,
+        )
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a corrupt EXIF block is ignored, as browsers do
+        orientation = 1
+    transposed = orientation in _TRANSPOSING_ORIENTATIONS
+    if transposed:
+        width, height = height, width
+    return OpenedImage(image, width, height, transposed)
+
+
+def load_rgb(opened: OpenedImage, min_size: tuple[int, int] | None = None) -> DecodedImage:
+    """Decode to upright RGB; ``min_size`` (width, height) lets a JPEG decode at a reduced
+    scale that is still at least that large."""
+    image = opened.image
+    if image.format == "JPEG" and min_size is not None:
+        want_w, want_h = min_size
+        if opened.transposed:
+            want_w, want_h = want_h, want_w
+        image.draft("RGB", (want_w, want_h))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            upright = ImageOps.exif_transpose(image) or image
+            rgb = _to_rgb8(upright)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInputError(f"the image data is corrupt or truncated: {exc}") from None
+    return DecodedImage(rgb=rgb, width=opened.width, height=opened.height)
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+    """Decode at full resolution."""
+    return load_rgb(open_image(data, max_pixels=max_pixels))
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit and 32-bit grey: scale the full range to 8 bits instead of clipping.
+        grey = np.asarray(image, dtype=np.float32)
+        top = float(grey.max()) or 1.0
+        grey8 = np.clip(grey * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.repeat(grey8[:, :, None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels go on black, like an endoscope frame's border.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    if rgb.shape[1] == width and rgb.shape[0] == height:
+        return rgb
+    resized = Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a float32 (height, width) map, e.g. mask probabilities."""
+    if plane.shape[1] == width and plane.shape[0] == height:
+        return plane
+    image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """A (height, width) label mask as an 8-bit greyscale PNG (0 background, 255 for class 1)."""
+    values = mask.astype(np.uint8)
+    if values.max(initial=0) <= 1:
+        values = values * 255
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="L").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""Pure numpy pre- and post-processing, one module per task; each inverse beside its forward."""

@@ -1,0 +1,83 @@
+"""Forecasting pre- and post-processing: gap handling, window standardisation, timestamps."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+
+from service.errors import InvalidParameterError
+
+MissingPolicy = Literal["error", "interpolate", "ffill"]
+
+_FIXED_STEPS = {
+    "s": timedelta(seconds=1),
+    "min": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "D": timedelta(days=1),
+    "W": timedelta(weeks=1),
+}
+_MONTH_STEPS = {"MS": 1, "QS": 3, "YS": 12}
+FREQUENCIES = (*_FIXED_STEPS, *_MONTH_STEPS)
+
+
+def fill_missing(values: list[float | None], policy: MissingPolicy) -> tuple[np.ndarray, int]:
+    """The series as float64 with gaps filled by ``policy``, and how many values were filled.
+
+    A gap that the policy cannot close (any gap under ``error``, a leading gap under ``ffill``,
+    a gap at either end under ``interpolate``) is an error: a gap is never closed silently.
+    """
+    series = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    missing = np.isnan(series)
+    count = int(missing.sum())
+    if count == 0:
+        return series, 0
+    if policy == "error":
+        raise InvalidParameterError(
+            f"series has {count} missing values; set missing to 'interpolate' or 'ffill'"
+        )
+    known = np.flatnonzero(~missing)
+    if known.size == 0:
+        raise InvalidParameterError("series has no values")
+    if policy == "ffill":
+        if missing[0]:
+            raise InvalidParameterError("series starts with a gap that 'ffill' cannot fill")
+        last_known = np.maximum.accumulate(np.where(missing, 0, np.arange(series.size)))
+        return series[last_known], count
+    if missing[0] or missing[-1]:
+        raise InvalidParameterError("'interpolate' cannot fill a gap at the start or end")
+    filled = series.copy()
+    filled[missing] = np.interp(np.flatnonzero(missing), known, series[known])
+    return filled, count
+
+
+def standardise_window(window: np.ndarray, std_floor: float) -> tuple[np.ndarray, float, float]:
+    """A window scaled by its own mean and std (floored), and those two numbers."""
+    mean = float(window.mean())
+    std = max(float(window.std()), std_floor)
+    return (window - mean) / std, mean, std
+
+
+def unstandardise(forecast: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """The inverse of ``standardise_window``."""
+    return forecast * std + mean
+
+
+def future_timestamps(start: datetime, freq: str, observed: int, horizon: int) -> list[str]:
+    """ISO timestamps of the ``horizon`` steps after ``observed`` values starting at ``start``."""
+    if freq in _FIXED_STEPS:
+        step = _FIXED_STEPS[freq]
+        return [(start + step * (observed + k)).isoformat() for k in range(horizon)]
+    if freq in _MONTH_STEPS:
+        months = _MONTH_STEPS[freq]
+        return [_add_months(start, months * (observed + k)).isoformat() for k in range(horizon)]
+    raise InvalidParameterError(f"unknown freq '{freq}'", supported=list(FREQUENCIES))
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
