@@ -1,0 +1,1 @@
+"""HTTP transport: thin routers over the data plane in ``service.predict``."""

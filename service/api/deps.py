@@ -1,0 +1,68 @@
+"""Dependencies as named ``Annotated`` aliases, so handlers read as a list of roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from service.config import Settings
+from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
+from service.imaging import SUPPORTED_MEDIA_TYPES
+from service.metrics import ServiceMetrics
+from service.registry import Registry
+
+# Accepted as a raw body besides the image types: clients that do not label their bytes.
+_RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    if not registry.loaded:
+        raise NotReadyError("models are still loading")
+    return registry
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_image_blobs(request: Request) -> list[bytes]:
+    """The request's images: a raw image body, or every ``image`` field of a multipart form."""
+    settings = get_settings(request)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        try:
+            form = await request.form(
+                max_files=settings.max_images_per_request,
+                max_fields=settings.max_form_fields,
+                max_part_size=settings.max_body_bytes,
+            )
+        except MultiPartException as exc:
+            raise InvalidInputError(f"invalid multipart body: {exc.message}") from None
+        uploads = [item for item in form.getlist("image") if isinstance(item, UploadFile)]
+        if not uploads:
+            raise InvalidInputError("the multipart body has no 'image' file field")
+        blobs = [await upload.read() for upload in uploads]
+        await form.close()
+        return blobs
+    if media_type in _RAW_MEDIA_TYPES:
+        return [await request.body()]
+    raise UnsupportedMediaTypeError(
+        f"unsupported content type '{media_type or 'none'}'",
+        supported=sorted(_RAW_MEDIA_TYPES | {"multipart/form-data"}),
+    )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ImageBlobs = Annotated[list[bytes], Depends(get_image_blobs)]

@@ -1,0 +1,50 @@
+"""The one place errors become HTTP responses: always ``{"error": "<message>", ...}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.errors import PolypServeError
+
+logger = logging.getLogger(__name__)
+
+
+async def _polypserve_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PolypServeError)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in exc.errors()[:10]
+    ]
+    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+    message = f"{'.'.join(first['loc'][1:]) or 'request'}: {first['msg']}"
+    return JSONResponse({"error": message, "detail": problems}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PolypServeError, _polypserve_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

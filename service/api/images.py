@@ -1,0 +1,149 @@
+"""``POST /v1/classify``, ``/v1/detect``, ``/v1/segment``: images in, results in image pixels."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+
+from service.api.deps import ImageBlobs, MetricsDep, RegistryDep, SettingsDep
+from service.config import Settings
+from service.errors import InvalidParameterError
+from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
+from service.metrics import ServiceMetrics
+from service.predict import PreparedImage, StageTimer, classify, detect, prepare_image, run_images
+from service.predict import segment as segment_images
+from service.registry import ModelVersion
+from service.schemas import ErrorResponse, ImageResponse
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            **{media_type: _BINARY for media_type in sorted(SUPPORTED_MEDIA_TYPES)},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "array", "items": _BINARY}},
+                    "required": ["image"],
+                }
+            },
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422, 503)
+}
+
+ModelName = Annotated[str | None, Query(description="model name; default: the task's default")]
+ModelVersionNumber = Annotated[int | None, Query(ge=1, description="default: highest ready")]
+
+
+def _infer(
+    model: ModelVersion, blobs: list[bytes], settings: Settings, metrics: ServiceMetrics
+) -> tuple[dict[str, Any], list[PreparedImage], StageTimer]:
+    """Decode, place and run a request's images; runs in a worker thread."""
+    assert model.manifest is not None and model.manifest.preprocessing is not None
+    timer = StageTimer()
+    with timer.stage("decode"):
+        prepared = [
+            prepare_image(blob, model.manifest.preprocessing, settings.max_image_pixels)
+            for blob in blobs
+        ]
+    outputs = run_images(model, prepared, timer)
+    metrics.inference_seconds.labels(model.name, str(model.version)).observe(
+        timer.stages["inference"] / 1000.0
+    )
+    return outputs, prepared, timer
+
+
+def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dict[str, Any]:
+    return {
+        "model": {"name": model.name, "version": model.version},
+        "results": results,
+        "timing_ms": timer.report(),
+    }
+
+
+@router.post("/classify", response_model=ImageResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+async def classify_images(
+    blobs: ImageBlobs,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    model: ModelName = None,
+    version: ModelVersionNumber = None,
+    top_k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> dict[str, Any]:
+    chosen = registry.for_task("classification", model, version)
+    assert chosen.manifest is not None
+    outputs, _, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    with timer.stage("postprocess"):
+        results = classify(chosen, outputs, top_k or chosen.manifest.defaults.top_k)
+    return _response(chosen, results, timer)
+
+
+@router.post("/detect", response_model=ImageResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+async def detect_objects(
+    blobs: ImageBlobs,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    model: ModelName = None,
+    version: ModelVersionNumber = None,
+    score_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    iou_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    max_detections: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> dict[str, Any]:
+    chosen = registry.for_task("detection", model, version)
+    assert chosen.manifest is not None
+    defaults = chosen.manifest.defaults
+    outputs, prepared, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    with timer.stage("postprocess"):
+        results = detect(
+            chosen,
+            outputs,
+            [p.placement for p in prepared],
+            defaults.score_threshold if score_threshold is None else score_threshold,
+            defaults.iou_threshold if iou_threshold is None else iou_threshold,
+            max_detections or defaults.max_detections,
+        )
+    return _response(chosen, results, timer)
+
+
+@router.post(
+    "/segment",
+    response_model=ImageResponse,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    openapi_extra=IMAGE_BODY,
+)
+async def segment_images_route(
+    blobs: ImageBlobs,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    model: ModelName = None,
+    version: ModelVersionNumber = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    chosen = registry.for_task("segmentation", model, version)
+    wants_png = accept is not None and "image/png" in accept.lower()
+    if wants_png and len(blobs) != 1:
+        raise InvalidParameterError("a PNG mask is returned for a single image only")
+    outputs, prepared, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    with timer.stage("postprocess"):
+        results, masks = await to_thread.run_sync(
+            segment_images, chosen, outputs, [p.placement for p in prepared]
+        )
+    if wants_png:
+        return Response(
+            encode_mask_png(masks[0]),
+            media_type="image/png",
+            headers={"X-Model": f"{chosen.name}/{chosen.version}"},
+        )
+    return _response(chosen, results, timer)

@@ -1,0 +1,62 @@
+"""``create_app(settings)``: builds the service; nothing heavy happens at import.
+
+Models load in the lifespan, in a worker thread, and are warmed up before readiness turns true.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import forecast, health, images, models
+from service.api.errors import install_error_handlers
+from service.api.limits import BodyLimitMiddleware
+from service.config import Settings
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = Registry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(registry.load_all)
+        for name, versions in registry.models.items():
+            for model in versions.values():
+                providers = model.session.providers if model.session else []
+                logger.info("model %s/%s %s %s", name, model.version, model.state, providers)
+        yield
+
+    app = FastAPI(
+        title="polypserve",
+        version=__version__,
+        description="Inference for endoscopy and forecasting ONNX models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.metrics = ServiceMetrics()
+    install_error_handlers(app)
+    for router in (images.router, forecast.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The factory uvicorn calls (``--factory``): settings from ``POLYPSERVE_*``."""
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    return create_app(settings)

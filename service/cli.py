@@ -1,0 +1,83 @@
+"""The ``polypserve`` command: ``serve`` the models; ``models`` lists and validates a repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from service.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="polypserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the model repository over HTTP")
+    serve.add_argument("--host", help="default: POLYPSERVE_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: POLYPSERVE_PORT or 8000")
+    serve.add_argument("--models-dir", type=Path, help="default: POLYPSERVE_MODELS_DIR or models")
+    serve.add_argument("--workers", type=int, help="processes; each loads its own model copies")
+
+    models = commands.add_parser("models", help="list and validate a model repository")
+    models.add_argument("--models-dir", type=Path, help="default: POLYPSERVE_MODELS_DIR or models")
+    models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+
+    args = parser.parse_args(argv)
+    # Flags win over the environment; the service reads the environment, so flags go there.
+    for flag, env in (("host", "HOST"), ("port", "PORT"), ("models_dir", "MODELS_DIR"),
+                      ("workers", "WORKERS")):  # fmt: skip
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[f"POLYPSERVE_{env}"] = str(value)
+    settings = Settings()
+    if args.command == "serve":
+        return _serve(settings)
+    return _check_models(settings, as_json=args.json)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "service.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _check_models(settings: Settings, *, as_json: bool) -> int:
+    from service.api.models import describe
+    from service.registry import Registry
+
+    registry = Registry(settings.model_copy(update={"warmup": True}))
+    registry.load_all()
+    catalogue = [describe(registry, name) for name in sorted(registry.models)]
+    if not catalogue:
+        print(f"no models found in {settings.models_dir}", file=sys.stderr)
+        return 1
+    failed = False
+    if as_json:
+        print(json.dumps(catalogue, indent=2))
+    for entry in catalogue:
+        for version in entry["versions"]:
+            failed |= version["state"] != "ready"
+            if not as_json:
+                providers = ",".join(version["providers"]) or "-"
+                reason = f"  {version['reason']}" if version["reason"] else ""
+                print(
+                    f"{entry['name']:<24} v{version['version']:<3} {entry['task'] or '?':<15} "
+                    f"{version['state']:<7} {providers}{reason}"
+                )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The forecasting data plane: checks requests against the model's limits, runs one batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.errors import InvalidParameterError
+from service.manifest import ForecastingDecoding
+from service.predict import StageTimer
+from service.registry import ModelVersion
+from service.schemas import ForecastRequest, SeriesForecast
+from service.tasks.forecasting import (
+    fill_missing,
+    future_timestamps,
+    standardise_window,
+    unstandardise,
+)
+
+
+def forecast_limits(decoding: ForecastingDecoding) -> dict[str, object]:
+    """What the model serves; published in its metadata and quoted in every 422."""
+    return {
+        "min_length": decoding.window,
+        "max_horizon": decoding.horizon,
+        "quantiles": list(decoding.quantiles),
+    }
+
+
+def run_forecast(
+    model: ModelVersion, request: ForecastRequest, max_length: int
+) -> tuple[list[SeriesForecast], dict[str, float]]:
+    assert model.manifest is not None and model.session is not None
+    decoding = model.manifest.forecasting
+    assert decoding is not None
+    timer = StageTimer()
+    limits = forecast_limits(decoding)
+    if request.horizon > decoding.horizon:
+        raise InvalidParameterError(
+            f"horizon {request.horizon} is over the {decoding.horizon} this model serves", **limits
+        )
+    quantiles = _quantile_columns(decoding, request.quantiles, limits)
+    windows, scales, filled = [], [], []
+    with timer.stage("preprocess"):
+        for index, series in enumerate(request.series):
+            if len(series.values) > max_length:
+                raise InvalidParameterError(
+                    f"series {index} has {len(series.values)} values, over the limit {max_length}"
+                )
+            values, count = fill_missing(series.values, series.missing)
+            if not np.isfinite(values).all():
+                raise InvalidParameterError(f"series {index} has non-finite values")
+            if values.size < decoding.window:
+                raise InvalidParameterError(
+                    f"series {index} has {values.size} values; this model needs at least "
+                    f"{decoding.window}",
+                    **limits,
+                )
+            window = values[-decoding.window :]
+            if decoding.normalisation == "window_standard":
+                window, mean, std = standardise_window(window, decoding.std_floor)
+            else:
+                mean, std = 0.0, 1.0
+            windows.append(window)
+            scales.append((mean, std))
+            filled.append(count)
+        batch = np.asarray(windows, dtype=np.float32)[:, :, None]
+    with timer.stage("inference"):
+        (raw,) = model.session.run({decoding.series_input: batch}, [decoding.forecast_output])
+    with timer.stage("postprocess"):
+        results = []
+        median = _median_column(decoding)
+        for index, series in enumerate(request.series):
+            mean, std = scales[index]
+            paths = unstandardise(raw[index, : request.horizon, :].astype(np.float64), mean, std)
+            # Quantile crossing would give intervals that contradict themselves.
+            paths = np.sort(paths, axis=1)
+            timestamps = None
+            if series.start is not None and series.freq is not None:
+                timestamps = future_timestamps(
+                    series.start, series.freq, len(series.values), request.horizon
+                )
+            results.append(
+                SeriesForecast(
+                    id=series.id,
+                    forecast=[round(float(v), 6) for v in paths[:, median]],
+                    quantiles={
+                        f"{q:g}": [round(float(v), 6) for v in paths[:, column]]
+                        for q, column in quantiles
+                    },
+                    timestamps=timestamps,
+                    filled_values=filled[index],
+                )
+            )
+    return results, timer.report()
+
+
+def _quantile_columns(
+    decoding: ForecastingDecoding, wanted: list[float] | None, limits: dict[str, object]
+) -> list[tuple[float, int]]:
+    served = list(decoding.quantiles)
+    if wanted is None:
+        return list(zip(served, range(len(served)), strict=True))
+    columns = []
+    for q in wanted:
+        matches = [i for i, s in enumerate(served) if abs(s - q) < 1e-9]
+        if not matches:
+            raise InvalidParameterError(f"quantile {q} is not served by this model", **limits)
+        columns.append((q, matches[0]))
+    return columns
+
+
+def _median_column(decoding: ForecastingDecoding) -> int:
+    served = np.asarray(decoding.quantiles)
+    return int(np.argmin(np.abs(served - 0.5)))

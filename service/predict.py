@@ -1,0 +1,194 @@
+"""The data plane: decode, preprocess, run and post-process, for every route and protocol.
+
+Each function is synchronous and CPU-bound; callers run it in a worker thread so the event loop
+never blocks. Per-request state lives in locals only; the shared session is read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service import imaging
+from service.manifest import Manifest, Preprocessing
+from service.registry import ModelVersion
+from service.tasks import classification, detection, segmentation
+from service.tasks.geometry import (
+    Placement,
+    boxes_to_image,
+    crop_to_image_region,
+    normalise_to_nchw,
+    paste_into_input,
+    place_image,
+)
+
+
+@dataclass
+class StageTimer:
+    """Milliseconds spent per stage, summed over a request."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter() - begin) * 1000.0
+            self.stages[name] = self.stages.get(name, 0.0) + elapsed
+
+    def report(self) -> dict[str, float]:
+        total = (time.perf_counter() - self._start) * 1000.0
+        return {**{k: round(v, 3) for k, v in self.stages.items()}, "total": round(total, 3)}
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    placement: Placement
+    input_rgb: np.ndarray  # (H, W, 3) uint8 in network-input geometry
+
+
+def prepare_image(blob: bytes, pre: Preprocessing, max_pixels: int) -> PreparedImage:
+    """Decode one image and place it into the network input (letterbox or stretch)."""
+    opened = imaging.open_image(blob, max_pixels=max_pixels)
+    placement = place_image(opened.width, opened.height, pre.size, pre.resize)
+    decoded = imaging.load_rgb(opened, min_size=(placement.resized_width, placement.resized_height))
+    resized = imaging.resize_rgb(decoded.rgb, placement.resized_width, placement.resized_height)
+    return PreparedImage(placement, paste_into_input(resized, placement, pre.pad_value))
+
+
+def run_images(
+    model: ModelVersion, prepared: list[PreparedImage], timer: StageTimer
+) -> dict[str, np.ndarray]:
+    """Run the prepared images through the model in chunks of its batch size; outputs by name."""
+    manifest, session = _manifest(model), model.session
+    assert session is not None and manifest.preprocessing is not None
+    pre = manifest.preprocessing
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in manifest.output_names()}
+    chunk = manifest.defaults.max_batch_size
+    for begin in range(0, len(prepared), chunk):
+        part = prepared[begin : begin + chunk]
+        with timer.stage("preprocess"):
+            batch = normalise_to_nchw(
+                np.stack([p.input_rgb for p in part]), pre.scale, pre.mean, pre.std
+            )
+        with timer.stage("inference"):
+            results = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
+        for name, value in zip(manifest.output_names(), results, strict=True):
+            outputs[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def classify(
+    model: ModelVersion, outputs: dict[str, np.ndarray], top_k: int
+) -> list[dict[str, Any]]:
+    manifest = _manifest(model)
+    assert manifest.classification is not None
+    scores = classification.activate(
+        outputs[manifest.classification.logits_output], manifest.classification.activation
+    )
+    results: list[dict[str, Any]] = []
+    for row in scores:
+        ids, values = classification.top_k(row, top_k)
+        results.append(
+            {
+                "labels": [
+                    {"label": _label(manifest, int(i)), "class_id": int(i), "score": float(v)}
+                    for i, v in zip(ids, values, strict=True)
+                ]
+            }
+        )
+    return results
+
+
+def detect(
+    model: ModelVersion,
+    outputs: dict[str, np.ndarray],
+    placements: list[Placement],
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> list[dict[str, Any]]:
+    manifest = _manifest(model)
+    assert manifest.detection is not None
+    all_boxes = outputs[manifest.detection.boxes_output]
+    all_scores = outputs[manifest.detection.scores_output]
+    results: list[dict[str, Any]] = []
+    for boxes, scores, placement in zip(all_boxes, all_scores, placements, strict=True):
+        kept, kept_scores, class_ids = detection.select_detections(
+            boxes, scores, score_threshold, iou_threshold, max_detections
+        )
+        image_boxes = boxes_to_image(kept, placement)
+        results.append(
+            {
+                "image": {"width": placement.image_width, "height": placement.image_height},
+                "detections": [
+                    {
+                        "box": [round(float(c), 2) for c in box],
+                        "score": round(float(score), 5),
+                        "label": _label(manifest, int(class_id)),
+                        "class_id": int(class_id),
+                    }
+                    for box, score, class_id in zip(
+                        image_boxes, kept_scores, class_ids, strict=True
+                    )
+                ],
+            }
+        )
+    return results
+
+
+def segment(
+    model: ModelVersion, outputs: dict[str, np.ndarray], placements: list[Placement]
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Per image: the JSON result and the (H, W) label mask at the original size."""
+    manifest = _manifest(model)
+    decoding = manifest.segmentation
+    assert decoding is not None
+    results: list[dict[str, Any]] = []
+    label_masks: list[np.ndarray] = []
+    for logits, placement in zip(outputs[decoding.logits_output], placements, strict=True):
+        probs = segmentation.probabilities(
+            crop_to_image_region(logits, placement), decoding.activation
+        )
+        full = np.stack(
+            [imaging.resize_plane(p, placement.image_width, placement.image_height) for p in probs]
+        )
+        mask = segmentation.label_mask(full, decoding.activation, decoding.threshold)
+        label_masks.append(mask)
+        first_class = 1 if decoding.activation == "softmax" else 0
+        masks = []
+        for class_id in range(first_class, len(manifest.labels)):
+            binary = mask == (class_id if decoding.activation == "softmax" else class_id + 1)
+            masks.append(
+                {
+                    "label": _label(manifest, class_id),
+                    "class_id": class_id,
+                    "area_fraction": round(float(binary.mean()), 6),
+                    "box": segmentation.mask_box(binary),
+                    "rle": segmentation.rle_encode(binary),
+                }
+            )
+        results.append(
+            {
+                "image": {"width": placement.image_width, "height": placement.image_height},
+                "masks": masks,
+            }
+        )
+    return results, label_masks
+
+
+def _manifest(model: ModelVersion) -> Manifest:
+    assert model.manifest is not None
+    return model.manifest
+
+
+def _label(manifest: Manifest, class_id: int) -> str:
+    return manifest.labels[class_id] if class_id < len(manifest.labels) else str(class_id)

@@ -1,0 +1,127 @@
+"""Wire types of the v1 API: requests end in ``Request``, results in ``Result``/``Response``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.tasks.forecasting import MissingPolicy
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class LabelScore(BaseModel):
+    label: str
+    class_id: int
+    score: float
+
+
+class ClassificationResult(BaseModel):
+    labels: list[LabelScore]
+
+
+class Detection(BaseModel):
+    box: list[float] = Field(description="[x1, y1, x2, y2] in the original image's pixels")
+    score: float
+    label: str
+    class_id: int
+
+
+class DetectionResult(BaseModel):
+    image: ImageSize
+    detections: list[Detection]
+
+
+class RunLength(BaseModel):
+    size: list[int] = Field(description="[height, width]")
+    counts: list[int] = Field(description="COCO uncompressed RLE, column-major, zeros first")
+
+
+class MaskResult(BaseModel):
+    label: str
+    class_id: int
+    area_fraction: float
+    box: list[int] | None = Field(description="[x1, y1, x2, y2], exclusive ends; null if empty")
+    rle: RunLength
+
+
+class SegmentationResult(BaseModel):
+    image: ImageSize
+    masks: list[MaskResult]
+
+
+class ImageResponse(BaseModel):
+    model: ModelRef
+    results: list[ClassificationResult] | list[DetectionResult] | list[SegmentationResult]
+    timing_ms: dict[str, float]
+
+
+class SeriesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    values: list[float | None] = Field(min_length=1)
+    start: datetime | None = Field(None, description="timestamp of the first value")
+    freq: str | None = Field(None, description="step between values: s, min, h, D, W, MS, QS, YS")
+    missing: MissingPolicy = "error"
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    version: int | None = Field(None, ge=1)
+    horizon: int = Field(ge=1)
+    series: list[SeriesIn] = Field(min_length=1)
+    quantiles: list[float] | None = None
+
+
+class SeriesForecast(BaseModel):
+    id: str | None
+    forecast: list[float]
+    quantiles: dict[str, list[float]] = Field(default_factory=dict)
+    timestamps: list[str] | None = None
+    filled_values: int = Field(0, description="missing values filled by the 'missing' policy")
+
+
+class ForecastResponse(BaseModel):
+    model: ModelRef
+    results: list[SeriesForecast]
+    timing_ms: dict[str, float]
+
+
+class ModelVersionInfo(BaseModel):
+    version: int
+    state: str
+    reason: str | None
+    providers: list[str]
+    manifest: dict[str, Any] | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str | None
+    default_version: int | None
+    versions: list[ModelVersionInfo]
+    limits: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    error: str
