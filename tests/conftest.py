@@ -1,0 +1,103 @@
+"""Shared fixtures: a repository of tiny models, and HTTP clients for the in-process app and a
+live uvicorn process (contract tests run against both)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.model_factory import build_repository
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("POLYPSERVE_DATA_ROOT", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_repository(tmp_path_factory.mktemp("models"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``polypserve serve`` in a subprocess on a free port, waited on until ready."""
+
+    def __init__(self, models_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {**os.environ, "POLYPSERVE_INTRA_OP_THREADS": "1", **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(self.port),
+             "--models-dir", str(models_dir)],
+            env=environment, cwd=REPO_ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise RuntimeError(f"server exited early:\n{output}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out.decode() if out else ""
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_repo: Path) -> Iterator[LiveServer]:
+    server = LiveServer(tiny_repo)
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["asgi", "uvicorn"])
+async def client(
+    request: pytest.FixtureRequest, tiny_repo: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The same contract tests, in-process (lifespan entered) and over a real socket."""
+    if request.param == "asgi":
+        app = create_app(Settings(models_dir=tiny_repo, intra_op_threads=1))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                yield http
+    else:
+        server: LiveServer = request.getfixturevalue("live_server")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+            yield http

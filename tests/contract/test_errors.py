@@ -1,0 +1,91 @@
+"""Every error is a 4xx/5xx with ``{"error": ...}`` JSON, and the service keeps serving."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import httpx
+import pytest
+
+from tests.images import encode, solid_rgb
+
+pytestmark = pytest.mark.anyio
+
+RED = encode(solid_rgb(40, 40, (220, 0, 0)))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("post", "/v1/detect?model=nope", {"content": RED}, 404),
+        ("post", "/v1/detect?model=tiny-detector&version=9", {"content": RED}, 404),
+        ("post", "/v1/detect?model=tiny-classifier", {"content": RED}, 409),
+        ("post", "/v1/classify", {"content": b"not an image at all"}, 400),
+        ("post", "/v1/classify", {"content": b""}, 400),
+        ("post", "/v1/classify", {"content": RED[: len(RED) // 2]}, 400),
+        ("post", "/v1/classify", {"content": png_declaring(50_000, 50_000)}, 413),
+        ("post", "/v1/classify?top_k=0", {"content": RED}, 422),
+        ("post", "/v1/detect?score_threshold=2", {"content": RED}, 422),
+        ("get", "/v1/models/../../etc/passwd", {}, 404),
+        ("get", "/v1/nothing-here", {}, 404),
+    ],
+)
+async def test_bad_requests_get_json_errors(
+    client: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, object], status: int
+) -> None:
+    headers = {"content-type": "image/png"} if method == "post" else {}
+    response = await client.request(method.upper(), path, headers=headers, **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in response.text
+    healthy = await client.post("/v1/classify", content=RED, headers={"content-type": "image/png"})
+    assert healthy.status_code == 200
+
+
+async def test_unsupported_media_types_are_415(client: httpx.AsyncClient) -> None:
+    text = await client.post(
+        "/v1/classify", content=b"hello", headers={"content-type": "text/plain"}
+    )
+    assert text.status_code == 415 and "supported" in text.json()
+    gif = encode(solid_rgb(8, 8, (1, 2, 3)), "GIF")
+    sent_as_jpeg = await client.post(
+        "/v1/classify", content=gif, headers={"content-type": "image/jpeg"}
+    )
+    assert sent_as_jpeg.status_code == 415
+
+
+async def test_multipart_without_image_field_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/classify", files={"picture": ("a.png", RED, "image/png")})
+    assert response.status_code == 400
+    assert "'image'" in response.json()["error"]
+
+
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/classify", content=b"\0" * (20 * 1024 * 1024 + 1),
+        headers={"content-type": "image/png"},
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/forecast", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]

@@ -1,0 +1,87 @@
+"""Contract tests of /v1/forecast against the tiny forecaster (window 8, horizon 4)."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+SERIES = [float(v) for v in range(1, 21)]
+
+
+async def test_forecast_returns_point_and_quantiles(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/forecast", json={"horizon": 3, "series": [{"id": "a", "values": SERIES}]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (result,) = body["results"]
+    std = float(np.std(SERIES[-8:]))
+    assert result["id"] == "a"
+    assert result["forecast"] == pytest.approx([20.0] * 3, abs=1e-4)
+    assert result["quantiles"]["0.1"] == pytest.approx([20.0 - std] * 3, abs=1e-4)
+    assert result["quantiles"]["0.9"] == pytest.approx([20.0 + std] * 3, abs=1e-4)
+    assert body["model"]["name"] == "tiny-forecaster"
+
+
+async def test_forecast_batch_scales_each_series(client: httpx.AsyncClient) -> None:
+    big = [v * 1000 for v in SERIES]
+    response = await client.post(
+        "/v1/forecast",
+        json={"horizon": 1, "quantiles": [0.5], "series": [{"values": SERIES}, {"values": big}]},
+    )
+    results = response.json()["results"]
+    assert results[0]["forecast"] == pytest.approx([20.0], abs=1e-4)
+    assert results[1]["forecast"] == pytest.approx([20000.0], rel=1e-5)
+    assert set(results[1]["quantiles"]) == {"0.5"}
+
+
+async def test_forecast_timestamps_follow_start_and_freq(client: httpx.AsyncClient) -> None:
+    series = {"values": SERIES, "start": "2020-01-01T00:00:00", "freq": "MS"}
+    response = await client.post("/v1/forecast", json={"horizon": 2, "series": [series]})
+    assert response.json()["results"][0]["timestamps"] == [
+        "2021-09-01T00:00:00",
+        "2021-10-01T00:00:00",
+    ]
+
+
+async def test_forecast_missing_values_policies(client: httpx.AsyncClient) -> None:
+    gappy = [*SERIES[:15], None, *SERIES[16:]]
+    refused = await client.post("/v1/forecast", json={"horizon": 1, "series": [{"values": gappy}]})
+    assert refused.status_code == 422
+    assert "missing" in refused.json()["error"]
+    filled = await client.post(
+        "/v1/forecast",
+        json={"horizon": 1, "series": [{"values": gappy, "missing": "interpolate"}]},
+    )
+    assert filled.status_code == 200
+    assert filled.json()["results"][0]["filled_values"] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"horizon": 5, "series": [{"values": SERIES}]}, "horizon 5"),
+        ({"horizon": 1, "series": [{"values": SERIES[:5]}]}, "at least 8"),
+        ({"horizon": 1, "quantiles": [0.25], "series": [{"values": SERIES}]}, "quantile 0.25"),
+        ({"horizon": 0, "series": [{"values": SERIES}]}, "horizon"),
+        ({"horizon": 1, "series": []}, "series"),
+        ({"horizon": 1, "series": [{"values": ["a", 1]}]}, "values"),
+    ],
+)
+async def test_forecast_limits_are_clear_422s(
+    client: httpx.AsyncClient, payload: dict[str, object], needle: str
+) -> None:
+    response = await client.post("/v1/forecast", json=payload)
+    assert response.status_code == 422
+    assert needle in response.json()["error"]
+
+
+async def test_forecast_limit_errors_state_the_limits(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/forecast", json={"horizon": 9, "series": [{"values": SERIES}]}
+    )
+    body = response.json()
+    assert body["max_horizon"] == 4 and body["min_length"] == 8
