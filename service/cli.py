@@ -26,16 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
 
     args = parser.parse_args(argv)
-    # Flags win over the environment; the service reads the environment, so flags go there.
-    for flag, env in (("host", "HOST"), ("port", "PORT"), ("models_dir", "MODELS_DIR"),
-                      ("workers", "WORKERS")):  # fmt: skip
-        value = getattr(args, flag, None)
-        if value is not None:
-            os.environ[f"POLYPSERVE_{env}"] = str(value)
-    settings = Settings()
+    flags = {
+        field: getattr(args, field)
+        for field in ("host", "port", "models_dir", "workers")
+        if getattr(args, field, None) is not None
+    }
     if args.command == "serve":
-        return _serve(settings)
-    return _check_models(settings, as_json=args.json)
+        # uvicorn's factory (and each worker process) reads the environment, so flags go there.
+        for field, value in flags.items():
+            os.environ[f"POLYPSERVE_{field.upper()}"] = str(value)
+        return _serve(Settings())
+    return _check_models(Settings(**flags), as_json=args.json)
 
 
 def _serve(settings: Settings) -> int:

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import runtime
+from service.runtime import CPU, CUDA, ModelSession, RuntimeLoadError, requested_providers
+from tests.model_factory import build_classifier
+
+
+def test_auto_takes_cpu_when_cuda_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "cuda_unavailable_reason", lambda: "no libcudart")
+    assert requested_providers("auto") == [CPU]
+    monkeypatch.setattr(runtime, "cuda_unavailable_reason", lambda: None)
+    assert requested_providers("auto") == [CUDA, CPU]
+
+
+def test_explicit_provider_lists_are_checked() -> None:
+    assert requested_providers("CPUExecutionProvider") == [CPU]
+    with pytest.raises(ValueError, match="unknown execution providers"):
+        requested_providers("WarpDriveExecutionProvider")
+
+
+def test_this_machine_reports_why_cuda_is_unavailable() -> None:
+    # The CI and development machines have no GPU: the reason must say so, never be silent.
+    reason = runtime.cuda_unavailable_reason()
+    assert reason is None or "CUDA" in reason
+
+
+def test_session_reports_its_real_providers_and_signature(tmp_path: Path) -> None:
+    folder = build_classifier(tmp_path)
+    session = ModelSession(folder / "model.onnx", [CUDA, CPU], 1, 1)
+    if runtime.cuda_unavailable_reason() is not None:
+        assert session.providers == [CPU] and not session.uses_cuda
+    assert [t.name for t in session.inputs] == ["images"]
+    assert session.inputs[0].shape == (None, 3, 32, 32)
+    (logits,) = session.run({"images": np.zeros((2, 3, 32, 32), np.float32)}, ["logits"])
+    assert logits.shape == (2, 2)
+
+
+def test_corrupt_graph_raises_runtime_load_error(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a protobuf")
+    with pytest.raises(RuntimeLoadError):
+        ModelSession(path, [CPU], 1, 1)
