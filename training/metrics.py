@@ -90,7 +90,7 @@ def precision_recall_at(
     records = _match(kept, gts, iou_threshold)
     tp = sum(r[1] for r in records)
     n_gt = sum(len(g) for g in gts)
-    precision = tp / len(records) if records else 1.0
+    precision = tp / len(records) if records else 0.0
     return float(precision), float(tp / n_gt if n_gt else 1.0)
 
 
