@@ -17,7 +17,7 @@ from service.api import forecast, health, images, models
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware
 from service.config import Settings
-from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
 from service.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = Registry(settings)
+    metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for model in versions.values():
                 providers = model.session.providers if model.session else []
                 logger.info("model %s/%s %s %s", name, model.version, model.state, providers)
+                if model.batcher is not None:
+                    model.batcher.observers.append(observe_batches(metrics, name, model.version))
         yield
+        await registry.close()
 
     app = FastAPI(
         title="polypserve",
@@ -44,11 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.metrics = ServiceMetrics()
+    app.state.metrics = metrics
     install_error_handlers(app)
     for router in (images.router, forecast.router, models.router, health.router):
         app.include_router(router)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     # Task -> model name used when a request names none; unset tasks use their only model.
     default_models: dict[Task, str] = Field(default_factory=dict)
 
+    # Dynamic batching defaults; models/<name>/config.json may override them per model, and the
+    # batch size defaults to the manifest's.
+    max_queue_delay_ms: float = Field(0.0, ge=0.0)
+    max_queue_size: int = Field(64, gt=0)
+    request_timeout_ms: float = Field(10_000.0, gt=0.0)
+    batch_instances: int = Field(1, gt=0)
+
     # Input limits: a request over them is refused before any decoding work.
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)

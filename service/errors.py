@@ -7,7 +7,9 @@ PolypServeError (500)
 ├── PayloadTooLargeError (413)     body bytes or image pixels over the limits
 ├── UnsupportedMediaTypeError (415)
 ├── InvalidParameterError (422)    parameters outside what the model serves
-└── NotReadyError (503)            the service or the model is not ready
+├── NotReadyError (503)            the service or the model is not ready
+│   └── OverloadedError (503)      a queue is full; comes with Retry-After
+└── DeadlineExceededError (504)    the request's deadline passed before its work ran
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class PolypServeError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": self.message, **self.details}
@@ -53,3 +56,13 @@ class InvalidParameterError(PolypServeError):
 
 class NotReadyError(PolypServeError):
     status_code = 503
+
+
+class OverloadedError(NotReadyError):
+    def __init__(self, message: str, retry_after_s: int = 1, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class DeadlineExceededError(PolypServeError):
+    status_code = 504

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from service.errors import InvalidParameterError
 from service.manifest import ForecastingDecoding
-from service.predict import StageTimer
-from service.registry import ModelVersion
 from service.schemas import ForecastRequest, SeriesForecast
 from service.tasks.forecasting import (
     fill_missing,
@@ -26,72 +26,82 @@ def forecast_limits(decoding: ForecastingDecoding) -> dict[str, object]:
     }
 
 
-def run_forecast(
-    model: ModelVersion, request: ForecastRequest, max_length: int
-) -> tuple[list[SeriesForecast], dict[str, float]]:
-    assert model.manifest is not None and model.session is not None
-    decoding = model.manifest.forecasting
-    assert decoding is not None
-    timer = StageTimer()
+@dataclass(frozen=True)
+class PreparedSeries:
+    batch: np.ndarray  # (N, window, 1) float32, normalised
+    scales: list[tuple[float, float]]  # (mean, std) per series
+    filled: list[int]
+    quantile_columns: list[tuple[float, int]]
+
+
+def prepare_series(
+    decoding: ForecastingDecoding, request: ForecastRequest, max_length: int
+) -> PreparedSeries:
+    """Check the request against the model's limits, fill gaps, cut and scale the windows."""
     limits = forecast_limits(decoding)
     if request.horizon > decoding.horizon:
         raise InvalidParameterError(
             f"horizon {request.horizon} is over the {decoding.horizon} this model serves", **limits
         )
-    quantiles = _quantile_columns(decoding, request.quantiles, limits)
+    columns = _quantile_columns(decoding, request.quantiles, limits)
     windows, scales, filled = [], [], []
-    with timer.stage("preprocess"):
-        for index, series in enumerate(request.series):
-            if len(series.values) > max_length:
-                raise InvalidParameterError(
-                    f"series {index} has {len(series.values)} values, over the limit {max_length}"
-                )
-            values, count = fill_missing(series.values, series.missing)
-            if not np.isfinite(values).all():
-                raise InvalidParameterError(f"series {index} has non-finite values")
-            if values.size < decoding.window:
-                raise InvalidParameterError(
-                    f"series {index} has {values.size} values; this model needs at least "
-                    f"{decoding.window}",
-                    **limits,
-                )
-            window = values[-decoding.window :]
-            if decoding.normalisation == "window_standard":
-                window, mean, std = standardise_window(window, decoding.std_floor)
-            else:
-                mean, std = 0.0, 1.0
-            windows.append(window)
-            scales.append((mean, std))
-            filled.append(count)
-        batch = np.asarray(windows, dtype=np.float32)[:, :, None]
-    with timer.stage("inference"):
-        (raw,) = model.session.run({decoding.series_input: batch}, [decoding.forecast_output])
-    with timer.stage("postprocess"):
-        results = []
-        median = _median_column(decoding)
-        for index, series in enumerate(request.series):
-            mean, std = scales[index]
-            paths = unstandardise(raw[index, : request.horizon, :].astype(np.float64), mean, std)
-            # Quantile crossing would give intervals that contradict themselves.
-            paths = np.sort(paths, axis=1)
-            timestamps = None
-            if series.start is not None and series.freq is not None:
-                timestamps = future_timestamps(
-                    series.start, series.freq, len(series.values), request.horizon
-                )
-            results.append(
-                SeriesForecast(
-                    id=series.id,
-                    forecast=[round(float(v), 6) for v in paths[:, median]],
-                    quantiles={
-                        f"{q:g}": [round(float(v), 6) for v in paths[:, column]]
-                        for q, column in quantiles
-                    },
-                    timestamps=timestamps,
-                    filled_values=filled[index],
-                )
+    for index, series in enumerate(request.series):
+        if len(series.values) > max_length:
+            raise InvalidParameterError(
+                f"series {index} has {len(series.values)} values, over the limit {max_length}"
             )
-    return results, timer.report()
+        values, count = fill_missing(series.values, series.missing)
+        if not np.isfinite(values).all():
+            raise InvalidParameterError(f"series {index} has non-finite values")
+        if values.size < decoding.window:
+            raise InvalidParameterError(
+                f"series {index} has {values.size} values; this model needs at least "
+                f"{decoding.window}",
+                **limits,
+            )
+        window = values[-decoding.window :]
+        mean, std = 0.0, 1.0
+        if decoding.normalisation == "window_standard":
+            window, mean, std = standardise_window(window, decoding.std_floor)
+        windows.append(window)
+        scales.append((mean, std))
+        filled.append(count)
+    batch = np.asarray(windows, dtype=np.float32)[:, :, None]
+    return PreparedSeries(batch, scales, filled, columns)
+
+
+def finish_forecast(
+    decoding: ForecastingDecoding,
+    request: ForecastRequest,
+    prepared: PreparedSeries,
+    raw: np.ndarray,
+) -> list[SeriesForecast]:
+    """Map the (N, horizon, Q) model output back to each series' units and timestamps."""
+    median = _median_column(decoding)
+    results = []
+    for index, series in enumerate(request.series):
+        mean, std = prepared.scales[index]
+        paths = unstandardise(raw[index, : request.horizon, :].astype(np.float64), mean, std)
+        # Quantile crossing would give intervals that contradict themselves.
+        paths = np.sort(paths, axis=1)
+        timestamps = None
+        if series.start is not None and series.freq is not None:
+            timestamps = future_timestamps(
+                series.start, series.freq, len(series.values), request.horizon
+            )
+        results.append(
+            SeriesForecast(
+                id=series.id,
+                forecast=[round(float(v), 6) for v in paths[:, median]],
+                quantiles={
+                    f"{q:g}": [round(float(v), 6) for v in paths[:, column]]
+                    for q, column in prepared.quantile_columns
+                },
+                timestamps=timestamps,
+                filled_values=prepared.filled[index],
+            )
+        )
+    return results
 
 
 def _quantile_columns(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+BatchObserver = Callable[[int, list[float], float], None]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -28,9 +30,23 @@ class ServiceMetrics:
         )
         self.inference_seconds = Histogram(
             "polypserve_inference_duration_seconds",
-            "ONNX Runtime session.run time by model and version.",
+            "ONNX Runtime session.run time per batch, by model and version.",
             ["model", "version"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_seconds = Histogram(
+            "polypserve_queue_duration_seconds",
+            "Time a request waited in its model's batch queue.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "polypserve_batch_size",
+            "Rows per batch run, by model and version.",
+            ["model", "version"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
         self.model_ready = Gauge(
@@ -68,3 +84,16 @@ class MetricsMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(template, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - start)
+
+
+def observe_batches(metrics: ServiceMetrics, model: str, version: int) -> BatchObserver:
+    """A batcher observer feeding this model's queue, compute and batch-size metrics."""
+    labels = (model, str(version))
+
+    def observe(rows: int, queue_seconds: list[float], compute_seconds: float) -> None:
+        metrics.batch_size.labels(*labels).observe(rows)
+        metrics.inference_seconds.labels(*labels).observe(compute_seconds)
+        for waited in queue_seconds:
+            metrics.queue_seconds.labels(*labels).observe(waited)
+
+    return observe

@@ -6,6 +6,7 @@ never blocks. Per-request state lives in locals only; the shared session is read
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from service import imaging
+from service.batching import Feeds
 from service.manifest import Manifest, Preprocessing
 from service.registry import ModelVersion
 from service.tasks import classification, detection, segmentation
@@ -64,26 +66,44 @@ def prepare_image(blob: bytes, pre: Preprocessing, max_pixels: int) -> PreparedI
     return PreparedImage(placement, paste_into_input(resized, placement, pre.pad_value))
 
 
-def run_images(
-    model: ModelVersion, prepared: list[PreparedImage], timer: StageTimer
-) -> dict[str, np.ndarray]:
-    """Run the prepared images through the model in chunks of its batch size; outputs by name."""
-    manifest, session = _manifest(model), model.session
-    assert session is not None and manifest.preprocessing is not None
+def prepare_batch(
+    model: ModelVersion, blobs: list[bytes], max_pixels: int, timer: StageTimer
+) -> tuple[np.ndarray, list[Placement]]:
+    """Decode and place every image, then one pass to the normalised NCHW batch."""
+    manifest = _manifest(model)
     pre = manifest.preprocessing
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in manifest.output_names()}
-    chunk = manifest.defaults.max_batch_size
-    for begin in range(0, len(prepared), chunk):
-        part = prepared[begin : begin + chunk]
-        with timer.stage("preprocess"):
-            batch = normalise_to_nchw(
-                np.stack([p.input_rgb for p in part]), pre.scale, pre.mean, pre.std
+    assert pre is not None
+    with timer.stage("decode"):
+        prepared = [prepare_image(blob, pre, max_pixels) for blob in blobs]
+    with timer.stage("preprocess"):
+        batch = normalise_to_nchw(
+            np.stack([p.input_rgb for p in prepared]), pre.scale, pre.mean, pre.std
+        )
+    return batch, [p.placement for p in prepared]
+
+
+async def infer(model: ModelVersion, feeds: Feeds, timer: StageTimer) -> dict[str, np.ndarray]:
+    """Run ``feeds`` through the model's batcher in chunks of its batch size; outputs by name.
+
+    The chunks go in together, so a large request shares batches with others fairly.
+    """
+    manifest, batcher = _manifest(model), model.batcher
+    assert batcher is not None
+    rows = next(iter(feeds.values())).shape[0]
+    step = batcher.config.max_batch_size
+    with timer.stage("inference"):
+        parts = await asyncio.gather(
+            *(
+                batcher.infer({name: value[i : i + step] for name, value in feeds.items()})
+                for i in range(0, rows, step)
             )
-        with timer.stage("inference"):
-            results = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
-        for name, value in zip(manifest.output_names(), results, strict=True):
-            outputs[name].append(value)
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+        )
+    names = manifest.output_names()
+    if len(parts) == 1:
+        return dict(zip(names, parts[0], strict=True))
+    return {
+        name: np.concatenate([part[index] for part in parts]) for index, name in enumerate(names)
+    }
 
 
 def classify(

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.batching import Batcher, BatchingConfig
 from service.config import Settings
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, Task
@@ -29,6 +30,19 @@ from service.signature import check_signature, warmup_feeds
 logger = logging.getLogger(__name__)
 
 State = Literal["loading", "ready", "failed"]
+CONFIG_FILE = "config.json"
+
+
+class ModelConfig(BaseModel):
+    """``models/<name>/config.json``: serving knobs of one model, over the global settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(None, gt=0)
+    max_queue_delay_ms: float | None = Field(None, ge=0)
+    max_queue_size: int | None = Field(None, gt=0)
+    timeout_ms: float | None = Field(None, gt=0)
+    instances: int | None = Field(None, gt=0)
 
 
 @dataclass
@@ -40,6 +54,7 @@ class ModelVersion:
     reason: str | None = None
     manifest: Manifest | None = None
     session: ModelSession | None = field(default=None, repr=False)
+    batcher: Batcher | None = field(default=None, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -90,7 +105,14 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     if settings.require_gpu and not session.uses_cuda:
         why = cuda_unavailable_reason() or f"the session runs on {session.providers}"
         return _failed(model, f"require_gpu is set but CUDA is unavailable: {why}")
+    try:
+        config = batching_config(path.parent, manifest, settings)
+    except (ValidationError, ValueError) as exc:
+        return _failed(model, f"invalid {CONFIG_FILE}: {exc}")
     model.session = session
+    output_names = manifest.output_names()
+    batchable = all(t.shape and t.shape[0] is None for t in session.inputs)
+    model.batcher = Batcher(lambda feeds: session.run(feeds, output_names), config, batchable)
     if settings.warmup:
         try:
             session.run(warmup_feeds(manifest, session.inputs), manifest.output_names())
@@ -99,6 +121,24 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     model.state = "ready"
     logger.info("loaded %s/%s (%s) on %s", name, version, manifest.task, session.providers)
     return model
+
+
+def batching_config(model_dir: Path, manifest: Manifest, settings: Settings) -> BatchingConfig:
+    """Settings, then the manifest's batch size, then the model's ``config.json`` (if any)."""
+    overrides = ModelConfig()
+    if (model_dir / CONFIG_FILE).is_file():
+        overrides = ModelConfig.model_validate_json((model_dir / CONFIG_FILE).read_bytes())
+    return BatchingConfig(
+        max_batch_size=overrides.max_batch_size or manifest.defaults.max_batch_size,
+        max_queue_delay_ms=(
+            settings.max_queue_delay_ms
+            if overrides.max_queue_delay_ms is None
+            else overrides.max_queue_delay_ms
+        ),
+        max_queue_size=overrides.max_queue_size or settings.max_queue_size,
+        timeout_ms=overrides.timeout_ms or settings.request_timeout_ms,
+        instances=overrides.instances or settings.batch_instances,
+    )
 
 
 class Registry:
@@ -116,6 +156,13 @@ class Registry:
                 for version, path in sorted(versions.items())
             }
         self.loaded = True
+
+    async def close(self) -> None:
+        """Finish what is queued on every model, then stop their workers."""
+        for versions in self.models.values():
+            for model in versions.values():
+                if model.batcher is not None:
+                    await model.batcher.close()
 
     def readiness(self) -> str | None:
         """None when ready, else why not."""

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 async def _polypserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PolypServeError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter
 
-from service.api.deps import MetricsDep, RegistryDep, SettingsDep
+from service.api.deps import RegistryDep, SettingsDep
 from service.errors import InvalidParameterError
-from service.forecast import run_forecast
+from service.forecast import finish_forecast, prepare_series
+from service.predict import StageTimer, infer
 from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -21,21 +21,23 @@ router = APIRouter(prefix="/v1", tags=["v1"])
     responses={status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 422, 503)},
 )
 async def forecast_series(
-    request: ForecastRequest, registry: RegistryDep, settings: SettingsDep, metrics: MetricsDep
+    request: ForecastRequest, registry: RegistryDep, settings: SettingsDep
 ) -> dict[str, Any]:
     if len(request.series) > settings.max_series_per_request:
         raise InvalidParameterError(
             f"{len(request.series)} series is over the limit of {settings.max_series_per_request}"
         )
     model = registry.for_task("forecasting", request.model, request.version)
-    results, timing = await to_thread.run_sync(
-        run_forecast, model, request, settings.max_series_length
-    )
-    metrics.inference_seconds.labels(model.name, str(model.version)).observe(
-        timing.get("inference", 0.0) / 1000.0
-    )
+    assert model.manifest is not None and model.manifest.forecasting is not None
+    decoding = model.manifest.forecasting
+    timer = StageTimer()
+    with timer.stage("preprocess"):
+        prepared = prepare_series(decoding, request, settings.max_series_length)
+    outputs = await infer(model, {decoding.series_input: prepared.batch}, timer)
+    with timer.stage("postprocess"):
+        results = finish_forecast(decoding, request, prepared, outputs[decoding.forecast_output])
     return {
         "model": {"name": model.name, "version": model.version},
         "results": results,
-        "timing_ms": timing,
+        "timing_ms": timer.report(),
     }

@@ -8,15 +8,15 @@ from anyio import to_thread
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from service.api.deps import ImageBlobs, MetricsDep, RegistryDep, SettingsDep
+from service.api.deps import ImageBlobs, RegistryDep, SettingsDep
 from service.config import Settings
 from service.errors import InvalidParameterError
 from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
-from service.metrics import ServiceMetrics
-from service.predict import PreparedImage, StageTimer, classify, detect, prepare_image, run_images
+from service.predict import StageTimer, classify, detect, infer, prepare_batch
 from service.predict import segment as segment_images
 from service.registry import ModelVersion
 from service.schemas import ErrorResponse, ImageResponse
+from service.tasks.geometry import Placement
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -44,22 +44,17 @@ ModelName = Annotated[str | None, Query(description="model name; default: the ta
 ModelVersionNumber = Annotated[int | None, Query(ge=1, description="default: highest ready")]
 
 
-def _infer(
-    model: ModelVersion, blobs: list[bytes], settings: Settings, metrics: ServiceMetrics
-) -> tuple[dict[str, Any], list[PreparedImage], StageTimer]:
-    """Decode, place and run a request's images; runs in a worker thread."""
-    assert model.manifest is not None and model.manifest.preprocessing is not None
+async def _infer(
+    model: ModelVersion, blobs: list[bytes], settings: Settings
+) -> tuple[dict[str, Any], list[Placement], StageTimer]:
+    """Decode in a worker thread, then run through the model's batcher."""
+    assert model.manifest is not None
     timer = StageTimer()
-    with timer.stage("decode"):
-        prepared = [
-            prepare_image(blob, model.manifest.preprocessing, settings.max_image_pixels)
-            for blob in blobs
-        ]
-    outputs = run_images(model, prepared, timer)
-    metrics.inference_seconds.labels(model.name, str(model.version)).observe(
-        timer.stages["inference"] / 1000.0
+    batch, placements = await to_thread.run_sync(
+        prepare_batch, model, blobs, settings.max_image_pixels, timer
     )
-    return outputs, prepared, timer
+    outputs = await infer(model, {model.manifest.inputs[0].name: batch}, timer)
+    return outputs, placements, timer
 
 
 def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dict[str, Any]:
@@ -75,14 +70,13 @@ async def classify_images(
     blobs: ImageBlobs,
     registry: RegistryDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
     model: ModelName = None,
     version: ModelVersionNumber = None,
     top_k: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> dict[str, Any]:
     chosen = registry.for_task("classification", model, version)
     assert chosen.manifest is not None
-    outputs, _, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    outputs, _, timer = await _infer(chosen, blobs, settings)
     with timer.stage("postprocess"):
         results = classify(chosen, outputs, top_k or chosen.manifest.defaults.top_k)
     return _response(chosen, results, timer)
@@ -93,7 +87,6 @@ async def detect_objects(
     blobs: ImageBlobs,
     registry: RegistryDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
     model: ModelName = None,
     version: ModelVersionNumber = None,
     score_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
@@ -103,12 +96,12 @@ async def detect_objects(
     chosen = registry.for_task("detection", model, version)
     assert chosen.manifest is not None
     defaults = chosen.manifest.defaults
-    outputs, prepared, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    outputs, placements, timer = await _infer(chosen, blobs, settings)
     with timer.stage("postprocess"):
         results = detect(
             chosen,
             outputs,
-            [p.placement for p in prepared],
+            placements,
             defaults.score_threshold if score_threshold is None else score_threshold,
             defaults.iou_threshold if iou_threshold is None else iou_threshold,
             max_detections or defaults.max_detections,
@@ -126,7 +119,6 @@ async def segment_images_route(
     blobs: ImageBlobs,
     registry: RegistryDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
     model: ModelName = None,
     version: ModelVersionNumber = None,
     accept: Annotated[str | None, Header()] = None,
@@ -135,11 +127,9 @@ async def segment_images_route(
     wants_png = accept is not None and "image/png" in accept.lower()
     if wants_png and len(blobs) != 1:
         raise InvalidParameterError("a PNG mask is returned for a single image only")
-    outputs, prepared, timer = await to_thread.run_sync(_infer, chosen, blobs, settings, metrics)
+    outputs, placements, timer = await _infer(chosen, blobs, settings)
     with timer.stage("postprocess"):
-        results, masks = await to_thread.run_sync(
-            segment_images, chosen, outputs, [p.placement for p in prepared]
-        )
+        results, masks = await to_thread.run_sync(segment_images, chosen, outputs, placements)
     if wants_png:
         return Response(
             encode_mask_png(masks[0]),

@@ -98,3 +98,27 @@ def test_task_defaults_and_wrong_task(tmp_path: Path) -> None:
 def test_empty_repository_is_not_ready(tmp_path: Path) -> None:
     assert _registry(tmp_path).readiness() == "no model is ready"
     assert Registry(Settings(models_dir=tmp_path)).readiness() == "models are still loading"
+
+
+def test_batching_knobs_come_from_settings_manifest_and_config_json(tmp_path: Path) -> None:
+    build_classifier(tmp_path)
+    build_forecaster(tmp_path)
+    (tmp_path / "tiny-classifier" / "config.json").write_text(
+        json.dumps({"max_batch_size": 3, "max_queue_delay_ms": 2.5})
+    )
+    registry = _registry(tmp_path, max_queue_size=7)
+    classifier = registry.get("tiny-classifier").batcher
+    forecaster = registry.get("tiny-forecaster").batcher
+    assert classifier is not None and forecaster is not None
+    assert (classifier.config.max_batch_size, classifier.config.max_queue_delay_ms) == (3, 2.5)
+    assert classifier.config.max_queue_size == forecaster.config.max_queue_size == 7
+    assert forecaster.config.max_batch_size == 8  # the manifest's default
+
+
+def test_invalid_config_json_fails_only_that_model(tmp_path: Path) -> None:
+    build_classifier(tmp_path)
+    build_forecaster(tmp_path)
+    (tmp_path / "tiny-classifier" / "config.json").write_text('{"max_batch_size": -1}')
+    registry = _registry(tmp_path)
+    assert "invalid config.json" in (registry.models["tiny-classifier"][1].reason or "")
+    assert registry.get("tiny-forecaster").ready

@@ -1,0 +1,204 @@
+"""Dynamic batching: one queue per model version, gathered into one ``session.run``.
+
+Requests add items (feeds whose leading axis is their row count) to a bounded queue. A worker
+takes the first item, waits up to ``max_queue_delay_ms`` for more with the same trailing shapes,
+up to ``max_batch_size`` rows, runs them as one batch in a thread, and hands each item its rows
+of the outputs. While a batch runs, the next one gathers, so batches grow with load by
+themselves. A full queue refuses at once (503 with Retry-After); an item whose deadline passes
+before its batch starts is dropped and its caller answered 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import DeadlineExceededError, OverloadedError
+
+Feeds = dict[str, np.ndarray]
+RunBatch = Callable[[Feeds], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int = 8
+    max_queue_delay_ms: float = 0.0
+    max_queue_size: int = 64
+    timeout_ms: float = 10_000.0
+    # Batches of one model that may run at once (Triton's instance count).
+    instances: int = 1
+
+
+@dataclass
+class BatchStats:
+    """Cumulative counters in Triton's terms, read by metrics and the v2 statistics route."""
+
+    success: int = 0
+    failure: int = 0
+    queue_ns: int = 0
+    compute_ns: int = 0
+    batches: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Item:
+    feeds: Feeds
+    rows: int
+    signature: tuple[tuple[str, tuple[int, ...], str], ...]
+    enqueued: float
+    deadline: float
+    future: asyncio.Future[list[np.ndarray]]
+
+
+class Batcher:
+    def __init__(self, run_batch: RunBatch, config: BatchingConfig, batchable: bool) -> None:
+        self._run_batch = run_batch
+        self.config = config
+        # A graph without a dynamic batch axis runs one item at a time.
+        self._max_rows = config.max_batch_size if batchable else 1
+        self._queue: deque[_Item] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix="infer")
+        self._closing = False
+        self._running = 0
+        self.stats = BatchStats()
+        # Called once per batch with (rows, each item's queue seconds, compute seconds).
+        self.observers: list[Callable[[int, list[float], float], None]] = []
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def infer(self, feeds: Feeds) -> list[np.ndarray]:
+        """Run ``feeds`` (leading axis = rows) in some batch; returns this item's outputs."""
+        if self._closing:
+            raise OverloadedError("the model is shutting down", retry_after_s=1)
+        if len(self._queue) >= self.config.max_queue_size:
+            raise OverloadedError(
+                f"the queue is full ({self.config.max_queue_size} waiting)", retry_after_s=1
+            )
+        self._ensure_workers()
+        rows = next(iter(feeds.values())).shape[0]
+        now = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        item = _Item(
+            feeds, rows, _signature(feeds), now, now + self.config.timeout_ms / 1000.0,
+            loop.create_future(),
+        )  # fmt: skip
+        self._queue.append(item)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(item.future), timeout=self.config.timeout_ms / 1000.0
+            )
+        except TimeoutError:
+            item.future.cancel()
+            raise DeadlineExceededError(
+                f"inference did not finish within {self.config.timeout_ms:g} ms"
+            ) from None
+
+    async def close(self) -> None:
+        """Refuse new items, finish the queued ones, stop the workers."""
+        self._closing = True
+        while self._queue or self._running:
+            await asyncio.sleep(0.005)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    def _ensure_workers(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._work()) for _ in range(self.config.instances)
+            ]
+
+    async def _work(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            first = self._queue[0]
+            if self.config.max_queue_delay_ms > 0 and self._rows_waiting(first) < self._max_rows:
+                await asyncio.sleep(self.config.max_queue_delay_ms / 1000.0)
+            batch = self._take_batch()
+            if not batch:
+                continue
+            started = time.perf_counter()
+            self._running += 1
+            feeds = {
+                name: np.concatenate([item.feeds[name] for item in batch]) if len(batch) > 1
+                else batch[0].feeds[name]
+                for name in batch[0].feeds
+            }  # fmt: skip
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run_batch, feeds)
+            except Exception as exc:
+                self.stats.failure += len(batch)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+            else:
+                self._deliver(batch, outputs, started)
+            finally:
+                self._running -= 1
+
+    def _rows_waiting(self, first: _Item) -> int:
+        return sum(item.rows for item in self._queue if item.signature == first.signature)
+
+    def _take_batch(self) -> list[_Item]:
+        """Pop the items of the next batch: same signature as the first live one, FIFO."""
+        now = time.perf_counter()
+        batch: list[_Item] = []
+        rows = 0
+        kept: deque[_Item] = deque()
+        while self._queue:
+            item = self._queue.popleft()
+            if item.future.done():  # cancelled by its caller's deadline: never run it
+                continue
+            if now > item.deadline:
+                item.future.set_exception(DeadlineExceededError("the deadline passed in queue"))
+                continue
+            fits = not batch or (
+                item.signature == batch[0].signature and rows + item.rows <= self._max_rows
+            )
+            if fits:
+                batch.append(item)
+                rows += item.rows
+            else:
+                kept.append(item)
+        self._queue.extendleft(reversed(kept))
+        return batch
+
+    def _deliver(self, batch: list[_Item], outputs: list[np.ndarray], started: float) -> None:
+        finished = time.perf_counter()
+        rows = sum(item.rows for item in batch)
+        self.stats.batches[rows] = self.stats.batches.get(rows, 0) + 1
+        self.stats.compute_ns += int((finished - started) * 1e9)
+        queue_seconds = [started - item.enqueued for item in batch]
+        self.stats.queue_ns += int(sum(queue_seconds) * 1e9)
+        self.stats.success += len(batch)
+        for observe in self.observers:
+            observe(rows, queue_seconds, finished - started)
+        offset = 0
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result([out[offset : offset + item.rows] for out in outputs])
+            offset += item.rows
+
+
+def _signature(feeds: Feeds) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    return tuple(sorted((name, value.shape[1:], value.dtype.str) for name, value in feeds.items()))
