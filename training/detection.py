@@ -50,7 +50,7 @@ class Config:
     device: str = "auto"
     seed: int = 1337
     size: int = 256
-    widths: tuple[int, ...] = (16, 32, 64, 96, 128)  # backbone stages, strides 2..32
+    widths: tuple[int, ...] = (24, 48, 96, 128, 160)  # backbone stages, strides 2..32
     neck: int = 64
     dropout: float = 0.1
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)

@@ -1,0 +1,74 @@
+"""Real series that ship inside PyPI packages (no network), in original units, oldest first.
+
+``EVALUATED`` are the four series of ``../shared/data/series/BASELINES.md`` with their MASE lag;
+the rest only add training windows. CO2 weekly -> monthly means, empty months interpolated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# name -> MASE seasonal lag (BASELINES.md: 12 for the monthly seasonal series, 1 for sunspots)
+EVALUATED = {"airline": 12, "co2_monthly": 12, "sunspots_monthly": 1, "sunspots_annual": 1}
+
+
+def _airline() -> np.ndarray:
+    from sktime.datasets import load_airline
+
+    return load_airline().to_numpy(np.float64)
+
+
+def _co2_monthly() -> np.ndarray:
+    import statsmodels.api as sm
+
+    weekly = sm.datasets.co2.load_pandas().data["co2"]
+    return weekly.resample("MS").mean().interpolate("linear").to_numpy(np.float64)
+
+
+def _sunspots_monthly() -> np.ndarray:
+    from pmdarima.datasets import load_sunspots
+
+    return np.asarray(load_sunspots(), np.float64)
+
+
+def _sunspots_annual() -> np.ndarray:
+    import statsmodels.api as sm
+
+    return sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float64)
+
+
+def _extra() -> dict[str, np.ndarray]:
+    import statsmodels.api as sm
+    from pmdarima.datasets import load_ausbeer, load_wineind
+    from sktime.datasets import load_lynx, load_shampoo_sales
+
+    elnino = sm.datasets.elnino.load_pandas().data.drop(columns="YEAR").to_numpy().ravel()
+    macro = sm.datasets.macrodata.load_pandas().data
+    out = {
+        "nile": sm.datasets.nile.load_pandas().data["volume"].to_numpy(),
+        "elnino": elnino,
+        "lynx": load_lynx().to_numpy(),
+        "shampoo": load_shampoo_sales().to_numpy(),
+        "wineind": np.asarray(load_wineind()),
+        "ausbeer": np.asarray(load_ausbeer()),
+    }
+    for column in ("realgdp", "cpi", "unemp", "m1", "tbilrate", "realinv"):
+        out[f"macro_{column}"] = macro[column].to_numpy()
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+LOADERS: dict[str, Callable[[], np.ndarray]] = {
+    "airline": _airline,
+    "co2_monthly": _co2_monthly,
+    "sunspots_monthly": _sunspots_monthly,
+    "sunspots_annual": _sunspots_annual,
+}
+
+
+def load_all(extra: bool = True) -> dict[str, np.ndarray]:
+    series = {name: load() for name, load in LOADERS.items()}
+    if extra:
+        series.update(_extra())
+    return series
