@@ -8,19 +8,19 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from service.manifest import Manifest  # noqa: E402
+from service.manifest import Manifest
 
 KVASIR_TERMS = (
     "Kvasir-SEG (Simula): research and educational use only; commercial use forbidden without "
-    "prior written permission. Cite: Jha D. et al., \"Kvasir-SEG: A Segmented Polyp Dataset\", "
+    'prior written permission. Cite: Jha D. et al., "Kvasir-SEG: A Segmented Polyp Dataset", '
     "MMM 2020, LNCS 11962, pp. 451-462, doi:10.1007/978-3-030-37734-2_37."
 )
 CLINICDB_TERMS = (
     "CVC-ClinicDB (Hospital Clinic / Computer Vision Center, Barcelona): research and educational "
-    "use only; commercial use forbidden. Cite: Bernal J. et al., \"WM-DOVA maps for accurate polyp "
-    "highlighting in colonoscopy: Validation vs. saliency maps from physicians\", Comput Med "
+    'use only; commercial use forbidden. Cite: Bernal J. et al., "WM-DOVA maps for accurate polyp '
+    'highlighting in colonoscopy: Validation vs. saliency maps from physicians", Comput Med '
     "Imaging Graph 43 (2015) 99-111. Used here for evaluation only, never for training."
 )
 

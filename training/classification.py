@@ -155,12 +155,14 @@ def random_crops(images_u8, masks, boxes, n: int, size: int, generator=None):
     device = images_u8.device
     pick = torch.randint(len(images_u8), (n,), device=device, generator=generator)
     r = torch.rand(n, 6, device=device, generator=generator)
-    half = (CROP_RANGE[0] + (CROP_RANGE[1] - CROP_RANGE[0]) * r[:, :2])  # half-size in [-1, 1] units
+    half = CROP_RANGE[0] + (CROP_RANGE[1] - CROP_RANGE[0]) * r[:, :2]  # half-size in [-1, 1] units
     box = boxes[pick]  # normalised [-1, 1] xyxy of the frame's first polyp box
     aim = torch.stack([box[:, 0] + (box[:, 2] - box[:, 0]) * r[:, 2],
                        box[:, 1] + (box[:, 3] - box[:, 1]) * r[:, 3]], 1)  # fmt: skip
     anywhere = r[:, 4:6] * 2 - 1
-    centre = torch.where((torch.rand(n, 1, device=device, generator=generator) < 0.5), aim, anywhere)
+    centre = torch.where(
+        (torch.rand(n, 1, device=device, generator=generator) < 0.5), aim, anywhere
+    )
     centre = torch.maximum(torch.minimum(centre, 1 - half), -1 + half)
     crop_boxes = torch.cat([centre - half, centre + half], 1)
     theta = augment.crop_theta(crop_boxes)
@@ -352,8 +354,8 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
             dataset="ImageFolder " + cfg.imagefolder_root
             if cfg.imagefolder_root
             else "Kvasir-SEG (Jha et al., 2020), crops labelled from the masks",
-            split="train: crops of Kvasir-SEG minus the 100 PraNet test ids (10% of frames held out "
-            f"for early stopping); test: {crop_rule}, from kvasir_test_100 and clinicdb_test_62",
+            split="train: crops of Kvasir-SEG minus the 100 PraNet test ids (10% of frames held "
+            f"out for early stopping); test: {crop_rule}; from kvasir_test_100, clinicdb_test_62",
             command=train_command
             + ("" if train_command == common.command_line() else f" ; {common.command_line()}"),
             git_commit=common.git_commit(),

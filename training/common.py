@@ -1,4 +1,4 @@
-"""Small helpers every trainer shares: seeding, devices, paths, provenance, the training loop's clock.
+"""Helpers every trainer shares: seeding, devices, paths, provenance, the training loop's clock.
 
 Kept free of task knowledge so that each trainer reads top to bottom on its own.
 """
@@ -43,7 +43,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def parse_config(config: Any, description: str, argv: list[str] | None = None) -> Any:
-    """Every field of the ``config`` dataclass becomes a ``--flag`` (nanoGPT's configurator, typed)."""
+    """Every field of the ``config`` dataclass becomes a ``--flag`` (nanoGPT's configurator)."""
     parser = argparse.ArgumentParser(description=description)
     for field in dataclasses.fields(config):
         flag = "--" + field.name.replace("_", "-")

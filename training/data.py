@@ -110,7 +110,7 @@ def kvasir_samples(root: Path, split: str) -> list[Sample]:
 
 
 def clinicdb_samples(root: Path, split: str = "test") -> list[Sample]:
-    """``test`` is the PraNet 62-frame list; ``all`` is every frame (evaluation only, never train)."""
+    """``test``: the PraNet 62-frame list; ``all``: every frame (evaluation only, never train)."""
     if split == "test":
         ids = read_split(root / CLINICDB_TEST_SPLIT)
     elif split == "all":
@@ -140,7 +140,9 @@ def yolo_samples(root: Path) -> list[Sample]:
             rows = [line.split() for line in label_path.read_text().splitlines() if line.strip()]
         cxcywh = np.asarray([[float(v) for v in r[1:5]] for r in rows], np.float32).reshape(-1, 4)
         scale = np.asarray([width, height, width, height], np.float32)
-        xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+        xyxy = np.concatenate(
+            [cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1
+        )
         samples.append(Sample(image_path.stem, image_path, boxes=xyxy * scale))
     return samples
 

@@ -80,7 +80,9 @@ CENTRE_RADIUS = 2.5  # in strides
 
 def conv(c_in: int, c_out: int, k: int = 3, s: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU(inplace=True)
+        nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(inplace=True),
     )
 
 
@@ -172,10 +174,9 @@ def assign(model: Detector, boxes: torch.Tensor, valid: torch.Tensor):
     near = ((px - (x1 + x2) / 2).abs() < CENTRE_RADIUS * stride) & (
         (py - (y1 + y2) / 2).abs() < CENTRE_RADIUS * stride
     )
-    lo = torch.cat([torch.full(((model.strides == s).sum(),), r[0]) for s, r in
-                    zip(STRIDES, SIZE_RANGES, strict=True)]).to(boxes.device).view(1, -1, 1)  # fmt: skip
-    hi = torch.cat([torch.full(((model.strides == s).sum(),), r[1]) for s, r in
-                    zip(STRIDES, SIZE_RANGES, strict=True)]).to(boxes.device).view(1, -1, 1)  # fmt: skip
+    level = torch.bucketize(model.strides.view(-1), torch.tensor(STRIDES, device=boxes.device))
+    ranges = torch.tensor(SIZE_RANGES, device=boxes.device)[level]  # [A, 2]
+    lo, hi = ranges[:, 0].view(1, -1, 1), ranges[:, 1].view(1, -1, 1)
     largest = sides.max(-1).values
     ok = inside & near & (largest >= lo) & (largest <= hi) & valid.unsqueeze(1)
     area = ((x2 - x1) * (y2 - y1)).expand_as(ok).masked_fill(~ok, float("inf"))
@@ -224,8 +225,10 @@ def evaluate(session, prep, samples, score_threshold: float, iou_threshold: floa
 
     def one(sample: data.Sample):
         image = data.read_image(sample.image_path)
-        gt = sample.boxes if sample.boxes is not None else data.boxes_from_mask(
-            data.read_mask(sample.mask_path)
+        gt = (
+            sample.boxes
+            if sample.boxes is not None
+            else data.boxes_from_mask(data.read_mask(sample.mask_path))
         )
         return predict(session, prep, image, iou_threshold), gt
 
@@ -315,7 +318,9 @@ def main(argv: list[str] | None = None) -> dict:
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
-                group["lr"] = common.cosine_lr(cfg.lr, clock.progress(epoch + step / steps_per_epoch))
+                group["lr"] = common.cosine_lr(
+                    cfg.lr, clock.progress(epoch + step / steps_per_epoch)
+                )
             loss = batch_loss(images[idx], boxes[idx], valid[idx], train=True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

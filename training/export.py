@@ -63,7 +63,8 @@ def parity(path: Path, model: torch.nn.Module, inputs: np.ndarray) -> float:
     if isinstance(torch_outputs, torch.Tensor):
         torch_outputs = (torch_outputs,)
     return max(
-        float(np.max(np.abs(o - t.numpy()))) for o, t in zip(onnx_outputs, torch_outputs, strict=True)
+        float(np.max(np.abs(o - t.numpy())))
+        for o, t in zip(onnx_outputs, torch_outputs, strict=True)
     )
 
 

@@ -322,9 +322,7 @@ def export_and_report(cfg, model, val_x, history, train_command) -> dict:
         ),
         inputs=[TensorSpec(name="series", dtype="float32", shape=[None, cfg.window, 1])],
         outputs=[
-            TensorSpec(
-                name="forecast", dtype="float32", shape=[None, HORIZON, len(cfg.quantiles)]
-            )
+            TensorSpec(name="forecast", dtype="float32", shape=[None, HORIZON, len(cfg.quantiles)])
         ],
         forecasting=ForecastingDecoding(
             window=cfg.window,
@@ -391,7 +389,7 @@ def export_and_report(cfg, model, val_x, history, train_command) -> dict:
             "intermittent, with holidays) are out of distribution.",
             "The evaluated series' last 60 values were held out from training altogether, so "
             "the model never used the most recent data of those series.",
-            f"Needs at least {cfg.window} past values; shorter inputs must be padded by the caller.",
+            f"Needs at least {cfg.window} past values; the caller pads shorter inputs.",
         ],
         extra=comparison,
     )

@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> None:
             "height": size[0],
             "width": size[1],
             "bbox": [
-                {"label": "polyp", "xmin": float(b[0] * sx), "ymin": float(b[1] * sy),
-                 "xmax": float(b[2] * sx), "ymax": float(b[3] * sy)}  # fmt: skip
+                {
+                    "label": "polyp",
+                    "xmin": float(b[0] * sx),
+                    "ymin": float(b[1] * sy),
+                    "xmax": float(b[2] * sx),
+                    "ymax": float(b[3] * sy),
+                }
                 for b in sample.boxes
             ],
         }

@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             for group in optimizer.param_groups:
-                group["lr"] = common.cosine_lr(cfg.lr, clock.progress(epoch + step / steps_per_epoch))
+                group["lr"] = common.cosine_lr(
+                    cfg.lr, clock.progress(epoch + step / steps_per_epoch)
+                )
             loss = batch_loss(images[idx], masks[idx], train=True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
