@@ -13,7 +13,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import forecast, health, images, models
+from service.api import forecast, health, images, models, stream
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware
 from service.config import Settings
@@ -49,8 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.stream_sessions = set()
     install_error_handlers(app)
-    for router in (images.router, forecast.router, models.router, health.router):
+    for router in (images.router, forecast.router, models.router, health.router, stream.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

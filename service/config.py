@@ -50,3 +50,6 @@ class Settings(BaseSettings):
     max_form_fields: int = Field(64, gt=0)
     max_series_per_request: int = Field(256, gt=0)
     max_series_length: int = Field(100_000, gt=0)
+    # The stream: concurrent WebSocket sessions, and bytes per frame message.
+    max_stream_sessions: int = Field(8, gt=0)
+    max_frame_bytes: int = Field(8 * 1024 * 1024, gt=0)

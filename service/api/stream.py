@@ -1,0 +1,144 @@
+"""``WS /v1/stream``: the real-time frame stream (framing in ``service.stream.framing``).
+
+Query parameters choose the model and the smoothing; the service answers ``{"type": "ready"}``,
+then one ``result`` (or ``error``) per processed frame. Text messages ``{"type": "report"}``
+ask for the session report; ``{"type": "close"}`` gets the report and a normal close.
+Close codes: 1008 invalid parameters or model, 1013 too many sessions, 1001 server going away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from service.config import Settings
+from service.errors import InvalidInputError, PolypServeError
+from service.registry import Registry
+from service.stream.framing import parse_frame_message
+from service.stream.session import StreamSession
+from service.stream.tracking import SmoothingConfig
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+POLICY_VIOLATION, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1013, 1001
+
+
+class StreamParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    version: int | None = Field(None, ge=1)
+    iou_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    max_detections: int | None = Field(None, ge=1, le=1000)
+    # Smoothing, see service.stream.tracking; score_threshold is the switch-on threshold.
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    off_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    min_hits: int | None = None
+    window: int | None = None
+    max_misses: int | None = None
+    match_iou: float | None = None
+    box_alpha: float | None = None
+
+
+def _smoothing(params: StreamParams, default_on: float) -> SmoothingConfig:
+    on = default_on if params.score_threshold is None else params.score_threshold
+    given = {
+        name: getattr(params, name)
+        for name in ("off_threshold", "min_hits", "window", "max_misses", "match_iou", "box_alpha")
+        if getattr(params, name) is not None
+    }
+    given.setdefault("off_threshold", min(on, SmoothingConfig().off_threshold))
+    return SmoothingConfig(on_threshold=on, **given)
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    settings: Settings = websocket.app.state.settings
+    registry: Registry = websocket.app.state.registry
+    sessions: set[StreamSession] = websocket.app.state.stream_sessions
+    await websocket.accept()
+    if len(sessions) >= settings.max_stream_sessions:
+        await websocket.close(TRY_AGAIN_LATER, f"{settings.max_stream_sessions} sessions already")
+        return
+    try:
+        params = StreamParams.model_validate(dict(websocket.query_params))
+        model = registry.for_task("detection", params.model, params.version)
+        assert model.manifest is not None
+        defaults = model.manifest.defaults
+        smoothing = _smoothing(params, defaults.score_threshold)
+    except (ValidationError, PolypServeError) as exc:
+        message = exc.message if isinstance(exc, PolypServeError) else _first_error(exc)
+        await websocket.send_json({"type": "error", "error": message})
+        await websocket.close(POLICY_VIOLATION, message[:120])
+        return
+    send_lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(message))
+
+    session = StreamSession(
+        model, smoothing,
+        defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
+        params.max_detections or defaults.max_detections,
+        settings.max_image_pixels, send,
+    )  # fmt: skip
+    sessions.add(session)
+    session.start()
+    try:
+        await send({
+            "type": "ready", "model": {"name": model.name, "version": model.version},
+            "smoothing": smoothing.model_dump(), "max_frame_bytes": settings.max_frame_bytes,
+        })  # fmt: skip
+        await _receive_loop(websocket, session, send, settings.max_frame_bytes)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sessions.discard(session)
+        await session.stop()
+
+
+async def _receive_loop(
+    websocket: WebSocket, session: StreamSession, send: Any, max_frame_bytes: int
+) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            data: bytes = message["bytes"]
+            try:
+                if len(data) > max_frame_bytes:
+                    raise InvalidInputError(f"frame is over the limit of {max_frame_bytes} bytes")
+                session.offer(parse_frame_message(data))
+            except PolypServeError as exc:
+                session.stats.errors += 1
+                session.stats.received += 1
+                await send({"type": "error", **exc.to_dict()})
+            continue
+        try:
+            command = json.loads(message.get("text") or "")
+            kind = command.get("type") if isinstance(command, dict) else None
+        except json.JSONDecodeError:
+            kind = None
+        if kind == "report":
+            await send(session.report())
+        elif kind == "close":
+            await send(session.report())
+            if websocket.client_state == WebSocketState.CONNECTED:
+                await websocket.close(1000, "closed by client request")
+            return
+        else:
+            await send({"type": "error", "error": "text messages are {'type': 'report'|'close'}"})
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'parameters'}: {err['msg']}"

@@ -1,0 +1,200 @@
+"""One video session: latest-frame-wins slots, a decode stage and an inference stage.
+
+    receive ──► [slot: 1 frame] ──► decode (thread) ──► [slot: 1 tensor] ──► infer + track ──► send
+
+Each slot holds one item; a newer one replaces it and the replaced frame counts as dropped, so
+latency stays bounded at any input rate and no queue grows. The two stages run concurrently,
+so the next frame decodes while the current one is inferred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from anyio import to_thread
+
+from service.errors import PolypServeError
+from service.predict import StageTimer, infer, prepare_batch
+from service.registry import ModelVersion
+from service.stream.framing import FramePayload
+from service.stream.report import SessionStats
+from service.stream.tracking import SmoothingConfig, Tracker
+from service.tasks.detection import select_detections
+from service.tasks.geometry import Placement, boxes_to_image
+
+T = TypeVar("T")
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class LatestSlot(Generic[T]):
+    """A queue of depth one where the newest item wins."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, item: T) -> T | None:
+        """Store ``item``; returns the item it replaced, if any."""
+        replaced, self._item = self._item, item
+        self._ready.set()
+        return replaced
+
+    async def get(self) -> T:
+        while self._item is None:
+            self._ready.clear()
+            await self._ready.wait()
+        item, self._item = self._item, None
+        return item
+
+
+@dataclass(frozen=True)
+class Frame:
+    payload: FramePayload
+    index: int
+    received: float  # perf_counter seconds
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    frame: Frame
+    batch: np.ndarray
+    placement: Placement
+    timer: StageTimer
+    decoded: float
+
+
+class StreamSession:
+    def __init__(
+        self,
+        model: ModelVersion,
+        smoothing: SmoothingConfig,
+        iou_threshold: float,
+        max_detections: int,
+        max_pixels: int,
+        send: Send,
+    ) -> None:
+        self.model = model
+        self.smoothing = smoothing
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.max_pixels = max_pixels
+        self._send = send
+        self._frames: LatestSlot[Frame] = LatestSlot()
+        self._decoded: LatestSlot[DecodedFrame] = LatestSlot()
+        self.tracker = Tracker(smoothing)
+        self.stats = SessionStats()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._decode_stage()),
+            asyncio.create_task(self._infer_stage()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def offer(self, payload: FramePayload) -> None:
+        """A frame arrived: it takes the slot, and a frame still waiting there is dropped."""
+        frame = Frame(payload, self.stats.received, time.perf_counter())
+        self.stats.received += 1
+        if self._frames.put(frame) is not None:
+            self.stats.count_drop()
+
+    async def _decode_stage(self) -> None:
+        while True:
+            frame = await self._frames.get()
+            timer = StageTimer()
+            timer.stages["queue"] = (time.perf_counter() - frame.received) * 1000.0
+            try:
+                batch, (placement,) = await to_thread.run_sync(
+                    prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer
+                )
+            except PolypServeError as exc:
+                self.stats.errors += 1
+                await self._send({"type": "error", **self._echo(frame), **exc.to_dict()})
+                continue
+            decoded = DecodedFrame(frame, batch, placement, timer, time.perf_counter())
+            if self._decoded.put(decoded) is not None:
+                self.stats.count_drop()
+
+    async def _infer_stage(self) -> None:
+        assert self.model.manifest is not None and self.model.manifest.detection is not None
+        decoding = self.model.manifest.detection
+        input_name = self.model.manifest.inputs[0].name
+        while True:
+            item = await self._decoded.get()
+            timer = item.timer
+            timer.stages["queue"] += (time.perf_counter() - item.decoded) * 1000.0
+            try:
+                outputs = await infer(self.model, {input_name: item.batch}, timer)
+            except PolypServeError as exc:
+                self.stats.errors += 1
+                await self._send({"type": "error", **self._echo(item.frame), **exc.to_dict()})
+                continue
+            with timer.stage("post"):
+                boxes, scores, class_ids = select_detections(
+                    outputs[decoding.boxes_output][0],
+                    outputs[decoding.scores_output][0],
+                    self.smoothing.off_threshold,
+                    self.iou_threshold,
+                    self.max_detections,
+                )
+                boxes = boxes_to_image(boxes, item.placement)
+                tracks = self.tracker.update(item.frame.index, boxes, scores, class_ids)
+                result = self._result(item, boxes, scores, class_ids, tracks)
+            total_ms = (time.perf_counter() - item.frame.received) * 1000.0
+            result["timing_ms"] = {**timer.report(), "total": round(total_ms, 3)}
+            self.stats.record_result(total_ms, bool(result["tracks"]))
+            await self._send(result)
+
+    def _result(
+        self,
+        item: DecodedFrame,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        tracks: list[Any],
+    ) -> dict[str, Any]:
+        labels = self.model.manifest.labels if self.model.manifest else []
+        on = self.smoothing.on_threshold
+
+        def label(class_id: int) -> str:
+            return labels[class_id] if class_id < len(labels) else str(class_id)
+
+        return {
+            "type": "result",
+            **self._echo(item.frame),
+            "image": {"width": item.placement.image_width, "height": item.placement.image_height},
+            "detections": [
+                {"box": [round(float(c), 1) for c in box], "score": round(float(score), 4),
+                 "label": label(int(cid)), "class_id": int(cid)}
+                for box, score, cid in zip(boxes, scores, class_ids, strict=True)
+                if score >= on
+            ],
+            "tracks": [
+                {"track_id": t.track_id, "box": [round(float(c), 1) for c in t.box],
+                 "score": round(t.score, 4), "label": label(t.class_id), "class_id": t.class_id,
+                 "age": item.frame.index - t.first_frame + 1, "hits": int(sum(t.hits))}
+                for t in tracks if t.visible
+            ],
+            "dropped": self.stats.take_dropped_since_result(),
+        }  # fmt: skip
+
+    @staticmethod
+    def _echo(frame: Frame) -> dict[str, Any]:
+        return {
+            "frame_index": frame.index,
+            "frame_id": frame.payload.frame_id,
+            "timestamp": frame.payload.timestamp,
+        }
+
+    def report(self) -> dict[str, Any]:
+        return self.stats.report(self.tracker.all_tracks())

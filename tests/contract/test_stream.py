@@ -1,0 +1,170 @@
+"""Contract tests of WS /v1/stream, in-process and against a live uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.stream.framing import build_frame_message
+from tests.conftest import LiveServer
+from tests.contract.stream_clients import (
+    StreamClient,
+    StreamClosedError,
+    in_process_stream,
+    socket_stream,
+)
+from tests.images import encode, solid_rgb
+
+Connect = Callable[[str], AbstractContextManager[StreamClient]]
+RED = encode(solid_rgb(200, 100, (220, 0, 0)), "JPEG", quality=90)
+# A 12-megapixel PNG of 40 kB: it arrives at once but decodes slowly, so a burst must drop.
+_Y, _X = np.mgrid[0:3000, 0:4000]
+SLOW = encode(np.stack([_X % 256, _Y % 256, (_X + _Y) % 256], -1).astype(np.uint8), "PNG")
+
+
+@pytest.fixture(params=["asgi", "uvicorn"])
+def connect(request: pytest.FixtureRequest, tiny_repo: Path) -> Iterator[Connect]:
+    if request.param == "asgi":
+        app = create_app(Settings(models_dir=tiny_repo, intra_op_threads=1))
+        with TestClient(app) as client:
+            yield lambda query: in_process_stream(client, query)
+    else:
+        server: LiveServer = request.getfixturevalue("live_server")
+        yield lambda query: socket_stream(server.url, query)
+
+
+def _results_until_report(
+    stream: StreamClient,
+) -> tuple[list[dict[str, object]], dict[str, object]]:
+    stream.send('{"type": "report"}')
+    results = []
+    while True:
+        message = stream.receive()
+        if message["type"] == "report":
+            return results, message
+        results.append(message)
+
+
+def test_a_frame_comes_back_with_its_id_timestamp_boxes_and_timings(connect: Connect) -> None:
+    with connect("min_hits=1") as stream:
+        ready = stream.receive()
+        assert ready["type"] == "ready" and ready["model"]["name"] == "tiny-detector"
+        assert ready["smoothing"]["on_threshold"] == 0.4
+        stream.send(build_frame_message(RED, "frame-1", 1700000000.25))
+        result = stream.receive()
+    assert result["type"] == "result"
+    assert (result["frame_id"], result["timestamp"]) == ("frame-1", 1700000000.25)
+    assert result["image"] == {"width": 200, "height": 100}
+    (detection,) = result["detections"]
+    assert detection["box"] == pytest.approx([25.0, 0.0, 125.0, 75.0], abs=0.1)
+    (track,) = result["tracks"]
+    assert track["track_id"] == 1 and track["age"] == 1
+    assert {"queue", "decode", "preprocess", "inference", "post", "total"} <= set(
+        result["timing_ms"]
+    )
+    assert result["dropped"] == 0
+
+
+def test_smoothing_holds_back_a_track_until_min_hits(connect: Connect) -> None:
+    with connect("min_hits=3&window=3") as stream:
+        stream.receive()
+        shown = []
+        for index in range(4):
+            stream.send(build_frame_message(RED, index))
+            shown.append(len(stream.receive()["tracks"]))
+    assert shown == [0, 0, 1, 1]
+
+
+def test_latest_frame_wins_and_drops_are_reported_exactly(connect: Connect) -> None:
+    with connect("") as stream:
+        stream.receive()
+        for index in range(25):
+            stream.send(build_frame_message(SLOW, index))
+        # Wait for the last frame's result: it is never dropped, being the latest.
+        results = []
+        while not results or results[-1]["frame_id"] != 24:
+            results.append(stream.receive())
+        more, report = _results_until_report(stream)
+    results += more
+    frames = report["frames"]
+    assert frames["received"] == 25
+    assert frames["dropped"] > 0
+    assert frames["processed"] == len(results)
+    assert frames["processed"] + frames["dropped"] + frames["errors"] == 25
+    assert sum(r["dropped"] for r in results) == frames["dropped"]
+    ids = [r["frame_id"] for r in results]
+    assert ids == sorted(ids)  # newer frames only, in order
+
+
+def test_a_bad_frame_gets_an_error_and_the_session_goes_on(connect: Connect) -> None:
+    with connect("") as stream:
+        stream.receive()
+        stream.send(build_frame_message(b"\xff\xd8 not really a jpeg", "bad"))
+        error = stream.receive()
+        assert error["type"] == "error" and error["frame_id"] == "bad" and error["error"]
+        stream.send(b"neither image nor header")
+        assert stream.receive()["type"] == "error"
+        stream.send(build_frame_message(RED, "good"))
+        assert stream.receive()["frame_id"] == "good"
+        _, report = _results_until_report(stream)
+    assert report["frames"]["errors"] == 2 and report["frames"]["processed"] == 1
+
+
+def test_report_on_close_request_lists_tracks_and_latency(connect: Connect) -> None:
+    with connect("min_hits=2") as stream:
+        stream.receive()
+        for index in range(3):
+            stream.send(build_frame_message(RED, index))
+            stream.receive()
+        stream.send('{"type": "close"}')
+        report = stream.receive()
+        with pytest.raises(StreamClosedError) as closed:
+            stream.receive()
+    assert closed.value.code == 1000
+    assert report["type"] == "report" and report["alerts"] == 1
+    (track,) = report["tracks"]
+    assert track["first_seen_frame"] == 0 and track["frames_to_first_display"] == 1
+    assert (
+        report["latency_ms"]["p50"] > 0
+        and report["latency_ms"]["max"] >= report["latency_ms"]["p99"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [("model=nope", "unknown model"), ("model=tiny-classifier", "not detection"),
+     ("min_hits=9&window=3", "min_hits"), ("surprise=1", "surprise")],
+)  # fmt: skip
+def test_invalid_parameters_close_with_1008(connect: Connect, query: str, needle: str) -> None:
+    with connect(query) as stream:
+        error = stream.receive()
+        assert error["type"] == "error" and needle in error["error"]
+        with pytest.raises(StreamClosedError) as closed:
+            stream.receive()
+    assert closed.value.code == 1008
+
+
+def test_session_cap_closes_with_1013_and_a_disconnect_leaves_nothing(tiny_repo: Path) -> None:
+    app = create_app(Settings(models_dir=tiny_repo, max_stream_sessions=1, max_frame_bytes=5000))
+    with TestClient(app) as client:
+        with in_process_stream(client, "") as first:
+            first.receive()
+            with (
+                in_process_stream(client, "") as second,
+                pytest.raises(StreamClosedError) as refused,
+            ):
+                second.receive()
+            assert refused.value.code == 1013
+            first.send(b"\xff\xd8" + b"\0" * 6000)
+            assert "over the limit" in first.receive()["error"]
+            first.send(build_frame_message(SLOW, 1))  # disconnect while it is in flight
+        assert app.state.stream_sessions == set()
+        with in_process_stream(client, "") as again:
+            assert again.receive()["type"] == "ready"
