@@ -245,11 +245,13 @@ def main(argv: list[str] | None = None) -> dict:
     model = ResNet(cfg.widths, len(labels), cfg.dropout).to(device)
     model = model.to(memory_format=torch.channels_last)
     history: list[dict] = []
-    train_command = common.command_line()
+    this_command = common.command_line("classification", argv)
+    train_command = this_command
     if cfg.weights:
         ckpt = common.load_checkpoint(Path(cfg.weights))
         model.load_state_dict(ckpt["model"])
         history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
+        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -356,8 +358,7 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
             else "Kvasir-SEG (Jha et al., 2020), crops labelled from the masks",
             split="train: crops of Kvasir-SEG minus the 100 PraNet test ids (10% of frames held "
             f"out for early stopping); test: {crop_rule}; from kvasir_test_100, clinicdb_test_62",
-            command=train_command
-            + ("" if train_command == common.command_line() else f" ; {common.command_line()}"),
+            command=train_command,
             git_commit=common.git_commit(),
             date=common.today(),
             framework=f"torch {torch.__version__}",

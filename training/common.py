@@ -62,11 +62,10 @@ def parse_config(config: Any, description: str, argv: list[str] | None = None) -
     return dataclasses.replace(config, **values)
 
 
-def command_line() -> str:
+def command_line(task: str, argv: list[str] | None) -> str:
     """The command as typed, e.g. ``python -m training.segmentation --epochs 3``."""
-    module = Path(sys.argv[0]).stem
-    head = ["python", "-m", f"training.{module}"] if "training" in sys.argv[0] else ["python"]
-    return shlex.join(head + sys.argv[1:])
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", f"training.{task}", *args])
 
 
 def git_commit() -> str:

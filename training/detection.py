@@ -286,11 +286,13 @@ def main(argv: list[str] | None = None) -> dict:
     model = Detector(cfg.size, cfg.widths, cfg.neck, cfg.dropout).to(device)
     model = model.to(memory_format=torch.channels_last)
     history: list[dict] = []
-    train_command = common.command_line()
+    this_command = common.command_line("detection", argv)
+    train_command = this_command
     if cfg.weights:
         ckpt = common.load_checkpoint(Path(cfg.weights))
         model.load_state_dict(ckpt["model"])
         history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
+        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -405,8 +407,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             split="train: Kvasir-SEG minus the 100 PraNet test ids (10% held out for early "
             "stopping); test: kvasir_test_100 (official boxes), clinicdb_test_62 (boxes from mask "
             "connected components; never trained on)",
-            command=train_command
-            + ("" if train_command == common.command_line() else f" ; {common.command_line()}"),
+            command=train_command,
             git_commit=common.git_commit(),
             date=common.today(),
             framework=f"torch {torch.__version__}",

@@ -82,7 +82,7 @@ class Forecaster(nn.Module):
     def __init__(self, window: int, n_quantiles: int, hidden: int, layers: int, dropout: float):
         super().__init__()
         self.horizon, self.n_quantiles = HORIZON, n_quantiles
-        self.lstm = nn.LSTM(1, hidden, layers, batch_first=True, dropout=dropout)
+        self.lstm = nn.LSTM(1, hidden, layers, batch_first=True, dropout=dropout * (layers > 1))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, HORIZON * n_quantiles)
         self.skip = nn.Linear(window, HORIZON * n_quantiles)
@@ -235,11 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
     model = Forecaster(cfg.window, len(cfg.quantiles), cfg.hidden, cfg.layers, cfg.dropout)
     model = model.to(device)
     history: list[dict] = []
-    train_command = common.command_line()
+    this_command = common.command_line("forecasting", argv)
+    train_command = this_command
     if cfg.weights:
         ckpt = common.load_checkpoint(Path(cfg.weights))
         model.load_state_dict(ckpt["model"])
         history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
+        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -335,8 +337,7 @@ def export_and_report(cfg, model, val_x, history, train_command) -> dict:
             + ", ".join(series.load_all(extra=not cfg.dry_run)),
             split=f"train: everything except the last {HOLDOUT} values of airline, co2_monthly, "
             "sunspots_monthly, sunspots_annual; test: BASELINES.md rolling-5 (h=12) on those four",
-            command=train_command
-            + ("" if train_command == common.command_line() else f" ; {common.command_line()}"),
+            command=train_command,
             git_commit=common.git_commit(),
             date=common.today(),
             framework=f"torch {torch.__version__}",

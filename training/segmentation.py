@@ -167,11 +167,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = UNet(cfg.channels, cfg.dropout).to(device).to(memory_format=torch.channels_last)
     history: list[dict] = []
-    train_command = common.command_line()
+    this_command = common.command_line("segmentation", argv)
+    train_command = this_command
     if cfg.weights:
         ckpt = common.load_checkpoint(Path(cfg.weights))
         model.load_state_dict(ckpt["model"])
         history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
+        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -280,8 +282,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
             dataset="Kvasir-SEG (Jha et al., MMM 2020)",
             split="train: Kvasir-SEG minus the 100 PraNet test ids (10% of it held out for early "
             "stopping); test: kvasir_test_100, clinicdb_test_62 (never trained on)",
-            command=train_command
-            + ("" if train_command == common.command_line() else f" ; {common.command_line()}"),
+            command=train_command,
             git_commit=common.git_commit(),
             date=common.today(),
             framework=f"torch {torch.__version__}",
