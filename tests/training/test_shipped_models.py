@@ -1,0 +1,86 @@
+"""Each shipped model in ``models/`` loads, matches its manifest, and reproduces the test metric
+its manifest records when re-evaluated here through ONNX Runtime on the real test split.
+
+Needs ``../shared/data``; without it these tests skip, except under CI (env CI set), where a
+missing data directory is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from service.manifest import Manifest
+from tests.training.conftest import REAL_DATA
+from tests.training.test_dry_run import check_model_dir
+from training import classification, detection, export, forecasting, segmentation
+from training import data as datasets
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+TOLERANCE = 2e-3
+
+pytestmark = pytest.mark.slow
+
+
+def require_real_data() -> Path:
+    if not (REAL_DATA / "kvasir-seg").is_dir():
+        message = f"real data sets not found at {REAL_DATA}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI requires them)")
+        pytest.skip(message)
+    return REAL_DATA
+
+
+def load(name: str):
+    version_dir = MODELS / name / "1"
+    assert version_dir.is_dir(), f"shipped model {name} missing"
+    manifest = check_model_dir(version_dir)
+    assert (MODELS / name / "README.md").is_file()
+    assert (MODELS / name / "training_curve.png").is_file()
+    assert (version_dir / "model.onnx").stat().st_size < 10_000_000
+    return manifest, export.ort_session(version_dir / "model.onnx")
+
+
+def test_segmenter_reproduces_kvasir_test_dice() -> None:
+    root = require_real_data()
+    manifest, session = load("polyp-segmenter")
+    samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
+    got = segmentation.evaluate(session, manifest.preprocessing, samples)
+    recorded = manifest.metrics["kvasir_test_100"]
+    assert got["dice"] == pytest.approx(recorded["dice"], abs=TOLERANCE)
+    assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
+
+
+def test_detector_reproduces_kvasir_test_ap() -> None:
+    root = require_real_data()
+    manifest, session = load("polyp-detector")
+    samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
+    thr = manifest.defaults.score_threshold
+    assert thr == 0.4 and manifest.defaults.iou_threshold == 0.45
+    got = detection.evaluate(session, manifest.preprocessing, samples, thr, 0.45)
+    recorded = manifest.metrics["kvasir_test_100"]
+    for key in ("ap50", f"recall@{thr}", f"precision@{thr}"):
+        assert got[key] == pytest.approx(recorded[key], abs=TOLERANCE), key
+
+
+def test_classifier_reproduces_test_crop_auc() -> None:
+    root = require_real_data()
+    manifest, session = load("polyp-classifier")
+    assert manifest.labels == ["no_polyp", "polyp"]
+    samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
+    seed = classification.Config().seed + 1  # the seed the trainer used for this split
+    got = classification.evaluate(session, manifest.preprocessing, samples, 2, seed)
+    recorded = manifest.metrics["kvasir_test_100_crops"]
+    assert got["n"] == recorded["n"]
+    assert got["roc_auc"] == pytest.approx(recorded["roc_auc"], abs=TOLERANCE)
+
+
+def test_forecaster_reproduces_rolling_origin_mase() -> None:
+    manifest, session = load("series-forecaster")
+    assert isinstance(manifest, Manifest) and manifest.forecasting is not None
+    spec = manifest.forecasting
+    got = forecasting.evaluate(session, spec.window, spec.quantiles, ["airline", "co2_monthly"])
+    for split, values in got.items():
+        assert values["mase"] == pytest.approx(manifest.metrics[split]["mase"], abs=TOLERANCE)
