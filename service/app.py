@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service import __version__
-from service.api import forecast, health, images, models, stream
+from service.api import forecast, health, images, models, stream, viewer
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware
 from service.config import Settings
@@ -51,8 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.stream_sessions = set()
     install_error_handlers(app)
-    for router in (images.router, forecast.router, models.router, health.router, stream.router):
+    for router in (
+        images.router,
+        forecast.router,
+        models.router,
+        health.router,
+        stream.router,
+        viewer.router,
+    ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=viewer.STATIC_DIR), name="static")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

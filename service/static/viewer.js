@@ -1,0 +1,182 @@
+// Streams frames from a webcam, a video file or a set of images to WS /v1/stream and draws the
+// returned (smoothed) polyp boxes on a transparent canvas over the picture.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const overlay = $("overlay");
+const context = overlay.getContext("2d");
+const grab = document.createElement("canvas");
+const state = { socket: null, timer: null, frame: 0, images: [], shown: 0, sent: new Map(),
+                results: [], dropped: 0, boxesDrawn: 0 };
+
+function frameMessage(blob, frameId, timestamp) {
+  const header = new TextEncoder().encode(JSON.stringify({ frame_id: frameId, timestamp }));
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, header.length, false);
+  return new Blob([prefix, header, blob]);
+}
+
+function streamUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/stream${location.search}`;
+}
+
+function currentPicture() {
+  return $("source").value === "images" ? $("still") : $("video");
+}
+
+function pictureSize(picture) {
+  return picture.tagName === "VIDEO"
+    ? [picture.videoWidth, picture.videoHeight]
+    : [picture.naturalWidth, picture.naturalHeight];
+}
+
+async function nextPicture() {
+  if ($("source").value !== "images") return $("video");
+  if (state.shown >= state.images.length) return null;
+  const still = $("still");
+  const file = state.images[state.shown++];
+  await new Promise((resolve, reject) => {
+    still.onload = resolve;
+    still.onerror = reject;
+    still.src = URL.createObjectURL(file);
+  });
+  return still;
+}
+
+async function sendFrame() {
+  const socket = state.socket;
+  // Client-side backpressure: never pile frames up in the socket's buffer.
+  if (!socket || socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > 1 << 20) return;
+  const picture = await nextPicture();
+  if (!picture) { finish(); return; }
+  const [width, height] = pictureSize(picture);
+  if (!width) return;
+  grab.width = width;
+  grab.height = height;
+  grab.getContext("2d").drawImage(picture, 0, 0, width, height);
+  const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
+  const frameId = state.frame++;
+  const timestamp = performance.now();
+  state.sent.set(frameId, timestamp);
+  socket.send(frameMessage(blob, frameId, timestamp));
+}
+
+function draw(result) {
+  const picture = currentPicture();
+  overlay.width = picture.clientWidth;
+  overlay.height = picture.clientHeight;
+  context.clearRect(0, 0, overlay.width, overlay.height);
+  const sx = overlay.width / result.image.width;
+  const sy = overlay.height / result.image.height;
+  const outline = (box, colour, dashed) => {
+    context.strokeStyle = colour;
+    context.lineWidth = 3;
+    context.setLineDash(dashed ? [6, 4] : []);
+    context.strokeRect(box[0] * sx, box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy);
+  };
+  if ($("show-raw").checked) result.detections.forEach((d) => outline(d.box, "#ff0", true));
+  for (const track of result.tracks) {
+    outline(track.box, "#0f0", false);
+    context.fillStyle = "#0f0";
+    context.font = "14px system-ui";
+    context.fillText(`#${track.track_id} ${(track.score * 100).toFixed(0)}%`,
+                     track.box[0] * sx + 4, Math.max(14, track.box[1] * sy - 4));
+    state.boxesDrawn += 1;
+  }
+  overlay.dataset.boxesDrawn = String(state.boxesDrawn);
+}
+
+function updateStats(result) {
+  const now = performance.now();
+  state.results.push(now);
+  state.results = state.results.filter((t) => now - t < 2000);
+  const fps = state.results.length / Math.min(2, (now - state.results[0]) / 1000 || 1);
+  state.dropped += result.dropped;
+  $("stat-fps").textContent = fps.toFixed(1);
+  if (typeof result.timestamp === "number") {
+    $("stat-latency").textContent = (now - result.timestamp).toFixed(0);
+  }
+  $("stat-dropped").textContent = String(state.dropped);
+  $("stat-tracks").textContent = String(result.tracks.length);
+}
+
+function start() {
+  const socket = new WebSocket(streamUrl());
+  socket.binaryType = "arraybuffer";
+  state.socket = socket;
+  Object.assign(state, { frame: 0, shown: 0, results: [], dropped: 0, boxesDrawn: 0 });
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "ready") {
+      $("status").textContent = `streaming to ${message.model.name} v${message.model.version}`;
+      const interval = 1000 / Math.max(1, Number($("fps").value));
+      state.timer = setInterval(() => sendFrame().catch((e) => stop(String(e))), interval);
+    } else if (message.type === "result") {
+      draw(message);
+      updateStats(message);
+    } else if (message.type === "report") {
+      const f = message.frames;
+      $("status").textContent = `done: ${f.processed} processed, ${f.dropped} dropped, ` +
+        `p95 ${message.latency_ms.p95} ms, ${message.alerts} polyps`;
+    } else if (message.type === "error") {
+      $("status").textContent = `error: ${message.error}`;
+    }
+  };
+  socket.onclose = (event) => {
+    if (event.code !== 1000) stop(`closed (${event.code}) ${event.reason}`);
+    else stop($("status").textContent);
+  };
+  $("start").disabled = true;
+  $("stop").disabled = false;
+}
+
+// The last image is sent: ask for the session report; the service then closes normally.
+function finish() {
+  clearInterval(state.timer);
+  state.timer = null;
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify({ type: "close" }));
+  }
+}
+
+function stop(reason) {
+  clearInterval(state.timer);
+  state.timer = null;
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.close(1000);
+  state.socket = null;
+  $("status").textContent = reason || "stopped";
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+async function useWebcam() {
+  const video = $("video");
+  video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  video.src = "";
+  await video.play();
+}
+
+$("source").addEventListener("change", () => {
+  const source = $("source").value;
+  $("images").hidden = source !== "images";
+  $("video-file").hidden = source !== "file";
+  $("still").hidden = source !== "images";
+  $("video").hidden = source === "images";
+  if (source === "webcam") useWebcam().catch((e) => ($("status").textContent = String(e)));
+});
+$("images").addEventListener("change", (event) => {
+  state.images = [...event.target.files]
+    .filter((f) => /\.(jpe?g|png)$/i.test(f.name))
+    .sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  $("status").textContent = `${state.images.length} images ready`;
+});
+$("video-file").addEventListener("change", (event) => {
+  const video = $("video");
+  video.srcObject = null;
+  video.src = URL.createObjectURL(event.target.files[0]);
+  video.loop = true;
+  video.play();
+});
+$("start").addEventListener("click", start);
+$("stop").addEventListener("click", () => stop("stopped"));

@@ -1,0 +1,92 @@
+"""The browser viewer in a real headless Chromium against a live uvicorn: it plays a frame
+sequence over the WebSocket, draws boxes over the picture and shows the figures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.images import encode, solid_rgb
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing; .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+
+def test_viewer_page_is_served_with_security_headers(live_server: LiveServer) -> None:
+    response = httpx.get(f"{live_server.url}/demo")
+    assert response.status_code == 200 and "<canvas id=\"overlay\">" in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(f"{live_server.url}/static/viewer.js")
+    assert script.status_code == 200 and "/v1/stream" in script.text
+    assert "http" not in httpx.get(f"{live_server.url}/").text.split("<body>")[1].split("</body>")[0]
+
+
+def play_frames_in_browser(
+    server_url: str, frames_dir: Path, query: str, screenshot: Path, fps: int = 15
+) -> dict[str, object]:
+    """Open the viewer, play the images in ``frames_dir`` and return what the page shows."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # The CSP forbids eval, which the test harness itself needs; the header is tested above.
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            page.goto(f"{server_url}/?{query}")
+            page.set_input_files("#images", str(frames_dir))
+            page.fill("#fps", str(fps))
+            page.click("#start")
+            page.wait_for_function(
+                "Number(document.getElementById('overlay').dataset.boxesDrawn || 0) >= 3",
+                timeout=30_000,
+            )
+            page.wait_for_function("document.getElementById('stat-latency').textContent !== '–'")
+            green_pixels = page.evaluate(
+                """() => {
+                    const c = document.getElementById('overlay');
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    let n = 0;
+                    for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 200 && d[i] < 50) n++;
+                    return n;
+                }"""
+            )
+            page.screenshot(path=str(screenshot))
+            return {
+                "green_pixels": green_pixels,
+                "fps": float(page.text_content("#stat-fps") or 0),
+                "latency": page.text_content("#stat-latency"),
+                "dropped": page.text_content("#stat-dropped"),
+                "status": page.text_content("#status"),
+            }
+        finally:
+            browser.close()
+
+
+def test_viewer_streams_frames_and_draws_boxes(live_server: LiveServer, tmp_path: Path) -> None:
+    _require_chromium()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(40):
+        # The tiny detector scores the whole frame's redness; its boxes are fixed.
+        colour = (0, 200, 0) if index < 2 else (220, 0, 0)
+        (frames / f"{index:03d}.jpg").write_bytes(encode(solid_rgb(320, 240, colour), "JPEG"))
+    seen = play_frames_in_browser(live_server.url, frames, "min_hits=2", tmp_path / "viewer.png")
+    assert seen["green_pixels"] > 100, seen  # box outlines drawn on the overlay
+    assert seen["fps"] > 0 and str(seen["latency"]).isdigit(), seen
+    assert "error" not in str(seen["status"]) and "closed (" not in str(seen["status"]), seen
