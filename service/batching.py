@@ -36,14 +36,33 @@ class BatchingConfig:
 
 
 @dataclass
-class BatchStats:
-    """Cumulative counters in Triton's terms, read by metrics and the v2 statistics route."""
+class Duration:
+    count: int = 0
+    ns: int = 0
 
-    success: int = 0
-    failure: int = 0
-    queue_ns: int = 0
-    compute_ns: int = 0
-    batches: dict[int, int] = field(default_factory=dict)
+    def add(self, seconds: float, count: int = 1) -> None:
+        self.count += count
+        self.ns += int(seconds * 1e9)
+
+
+@dataclass
+class BatchStats:
+    """Cumulative counters in Triton's terms, read by the v2 statistics route.
+
+    Request-level ``success``/``fail`` and ``compute_input``/``compute_output`` are recorded by
+    the data plane (``service.predict``); the rest by the batcher.
+    """
+
+    inference_count: int = 0  # rows
+    execution_count: int = 0  # batches run
+    last_inference_ms: int = 0
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    batches: dict[int, Duration] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +80,7 @@ class Batcher:
         self._run_batch = run_batch
         self.config = config
         # A graph without a dynamic batch axis runs one item at a time.
+        self.batchable = batchable
         self._max_rows = config.max_batch_size if batchable else 1
         self._queue: deque[_Item] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -147,7 +167,6 @@ class Batcher:
             try:
                 outputs = await loop.run_in_executor(self._executor, self._run_batch, feeds)
             except Exception as exc:
-                self.stats.failure += len(batch)
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
@@ -186,11 +205,14 @@ class Batcher:
     def _deliver(self, batch: list[_Item], outputs: list[np.ndarray], started: float) -> None:
         finished = time.perf_counter()
         rows = sum(item.rows for item in batch)
-        self.stats.batches[rows] = self.stats.batches.get(rows, 0) + 1
-        self.stats.compute_ns += int((finished - started) * 1e9)
+        stats = self.stats
+        stats.batches.setdefault(rows, Duration()).add(finished - started)
+        stats.execution_count += 1
+        stats.inference_count += rows
+        stats.last_inference_ms = int(time.time() * 1000)
+        stats.compute_infer.add((finished - started) * len(batch), len(batch))
         queue_seconds = [started - item.enqueued for item in batch]
-        self.stats.queue_ns += int(sum(queue_seconds) * 1e9)
-        self.stats.success += len(batch)
+        stats.queue.add(sum(queue_seconds), len(batch))
         for observe in self.observers:
             observe(rows, queue_seconds, finished - started)
         offset = 0

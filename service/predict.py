@@ -46,9 +46,26 @@ class StageTimer:
             elapsed = (time.perf_counter() - begin) * 1000.0
             self.stages[name] = self.stages.get(name, 0.0) + elapsed
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
     def report(self) -> dict[str, float]:
-        total = (time.perf_counter() - self._start) * 1000.0
+        total = self.elapsed() * 1000.0
         return {**{k: round(v, 3) for k, v in self.stages.items()}, "total": round(total, 3)}
+
+
+_INPUT_STAGES = ("decode", "preprocess")
+_OUTPUT_STAGES = ("postprocess", "post", "encode")
+
+
+def complete(model: ModelVersion, timer: StageTimer) -> dict[str, float]:
+    """Record a served request in the model's statistics; returns its timings."""
+    if model.batcher is not None:
+        stats = model.batcher.stats
+        stats.success.add(timer.elapsed())
+        stats.compute_input.add(sum(timer.stages.get(s, 0.0) for s in _INPUT_STAGES) / 1000)
+        stats.compute_output.add(sum(timer.stages.get(s, 0.0) for s in _OUTPUT_STAGES) / 1000)
+    return timer.report()
 
 
 @dataclass(frozen=True)
@@ -90,14 +107,18 @@ async def infer(model: ModelVersion, feeds: Feeds, timer: StageTimer) -> dict[st
     manifest, batcher = _manifest(model), model.batcher
     assert batcher is not None
     rows = next(iter(feeds.values())).shape[0]
-    step = batcher.config.max_batch_size
-    with timer.stage("inference"):
-        parts = await asyncio.gather(
-            *(
-                batcher.infer({name: value[i : i + step] for name, value in feeds.items()})
-                for i in range(0, rows, step)
+    step = batcher.config.max_batch_size if batcher.batchable else rows
+    try:
+        with timer.stage("inference"):
+            parts = await asyncio.gather(
+                *(
+                    batcher.infer({name: value[i : i + step] for name, value in feeds.items()})
+                    for i in range(0, rows, step)
+                )
             )
-        )
+    except Exception:
+        batcher.stats.fail.add(timer.elapsed())
+        raise
     names = manifest.output_names()
     if len(parts) == 1:
         return dict(zip(names, parts[0], strict=True))

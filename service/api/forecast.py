@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from service.api.deps import RegistryDep, SettingsDep
 from service.errors import InvalidParameterError
 from service.forecast import finish_forecast, prepare_series
-from service.predict import StageTimer, infer
+from service.predict import StageTimer, complete, infer
 from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -39,5 +39,5 @@ async def forecast_series(
     return {
         "model": {"name": model.name, "version": model.version},
         "results": results,
-        "timing_ms": timer.report(),
+        "timing_ms": complete(model, timer),
     }

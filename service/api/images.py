@@ -12,7 +12,7 @@ from service.api.deps import ImageBlobs, RegistryDep, SettingsDep
 from service.config import Settings
 from service.errors import InvalidParameterError
 from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
-from service.predict import StageTimer, classify, detect, infer, prepare_batch
+from service.predict import StageTimer, classify, complete, detect, infer, prepare_batch
 from service.predict import segment as segment_images
 from service.registry import ModelVersion
 from service.schemas import ErrorResponse, ImageResponse
@@ -61,7 +61,7 @@ def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dic
     return {
         "model": {"name": model.name, "version": model.version},
         "results": results,
-        "timing_ms": timer.report(),
+        "timing_ms": complete(model, timer),
     }
 
 
@@ -131,6 +131,7 @@ async def segment_images_route(
     with timer.stage("postprocess"):
         results, masks = await to_thread.run_sync(segment_images, chosen, outputs, placements)
     if wants_png:
+        complete(chosen, timer)
         return Response(
             encode_mask_png(masks[0]),
             media_type="image/png",

@@ -19,7 +19,7 @@ import numpy as np
 from anyio import to_thread
 
 from service.errors import PolypServeError
-from service.predict import StageTimer, infer, prepare_batch
+from service.predict import StageTimer, complete, infer, prepare_batch
 from service.registry import ModelVersion
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
@@ -151,7 +151,7 @@ class StreamSession:
                 tracks = self.tracker.update(item.frame.index, boxes, scores, class_ids)
                 result = self._result(item, boxes, scores, class_ids, tracks)
             total_ms = (time.perf_counter() - item.frame.received) * 1000.0
-            result["timing_ms"] = {**timer.report(), "total": round(total_ms, 3)}
+            result["timing_ms"] = {**complete(self.model, timer), "total": round(total_ms, 3)}
             self.stats.record_result(total_ms, bool(result["tracks"]))
             await self._send(result)
 

@@ -42,7 +42,9 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows() -> Non
         np.testing.assert_array_equal(out, np.full((1, 3), 2 * i))
     # All nine queue before the worker wakes: a full batch, then the rest.
     assert model.batches == [8, 1]
-    assert batcher.stats.success == 9 and batcher.stats.batches == {8: 1, 1: 1}
+    stats = batcher.stats
+    assert (stats.execution_count, stats.inference_count, stats.queue.count) == (2, 9, 9)
+    assert {size: d.count for size, d in stats.batches.items()} == {8: 1, 1: 1}
     # Arriving while a batch runs, items gather for the next one.
     model.batches.clear()
     first = asyncio.create_task(batcher.infer(_item(0)))
@@ -135,7 +137,7 @@ async def test_a_failing_batch_fails_its_items_and_the_batcher_goes_on() -> None
     with pytest.raises(RuntimeError, match="boom"):
         await batcher.infer(_item(1))
     (out,) = await batcher.infer(_item(2))
-    assert out[0, 0] == 2 and batcher.stats.failure == 1
+    assert out[0, 0] == 2 and batcher.stats.execution_count == 1
     await batcher.close()
 
 
