@@ -5,6 +5,7 @@ Models load in the lifespan, in a worker thread, and are warmed up before readin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,30 +15,40 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service import __version__
-from service.api import forecast, health, images, models, stream, viewer
+from service.api import (
+    forecast,
+    health,
+    images,
+    models,
+    stream,
+    v2_models,
+    v2_repository,
+    viewer,
+)
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware
 from service.config import Settings
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
-from service.registry import Registry
+from service.registry import ModelVersion, Registry
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = Registry(settings)
     metrics = ServiceMetrics()
+
+    def on_loaded(model: ModelVersion) -> None:
+        providers = model.session.providers if model.session else []
+        logger.info("model %s/%s %s %s", model.name, model.version, model.state, providers)
+        if model.batcher is not None:
+            model.batcher.observers.append(observe_batches(metrics, model.name, model.version))
+
+    registry = Registry(settings, on_loaded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(registry.load_all)
-        for name, versions in registry.models.items():
-            for model in versions.values():
-                providers = model.session.providers if model.session else []
-                logger.info("model %s/%s %s %s", name, model.version, model.state, providers)
-                if model.batcher is not None:
-                    model.batcher.observers.append(observe_batches(metrics, name, model.version))
         yield
         await registry.close()
 
@@ -51,12 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.stream_sessions = set()
+    app.state.control_lock = asyncio.Lock()
     install_error_handlers(app)
     for router in (
         images.router,
         forecast.router,
         models.router,
         health.router,
+        v2_repository.router,
+        v2_models.router,
         stream.router,
         viewer.router,
     ):

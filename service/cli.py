@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--models-dir", type=Path, help="default: POLYPSERVE_MODELS_DIR or models")
     models.add_argument("--json", action="store_true", help="print the catalogue as JSON")
 
+    repository = commands.add_parser("repository", help="model control of a running service")
+    repository.add_argument("action", choices=["index", "load", "unload"])
+    repository.add_argument("name", nargs="?", help="model name (load, unload)")
+    repository.add_argument("--url", default="http://127.0.0.1:8000", help="service address")
+
     args = parser.parse_args(argv)
+    if args.command == "repository":
+        return _control(args.action, args.name, args.url)
     flags = {
         field: getattr(args, field)
         for field in ("host", "port", "models_dir", "workers")
@@ -51,6 +58,27 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )
+    return 0
+
+
+def _control(action: str, name: str | None, url: str) -> int:
+    """Call Triton's model repository API of a running service (the same routes tritonclient
+    uses) and print its answer."""
+    import httpx
+
+    if action != "index" and not name:
+        print(f"'{action}' needs a model name", file=sys.stderr)
+        return 2
+    path = "/v2/repository/index" if action == "index" else f"/v2/repository/models/{name}/{action}"
+    try:
+        response = httpx.post(url.rstrip("/") + path, timeout=120.0)
+    except httpx.TransportError as exc:
+        print(f"cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(response.json().get("error", response.text), file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2))
     return 0
 
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     request_timeout_ms: float = Field(10_000.0, gt=0.0)
     batch_instances: int = Field(1, gt=0)
 
+    # Triton's model repository API (index, load, unload) under /v2/repository.
+    model_control: bool = True
+
     # Input limits: a request over them is refused before any decoding work.
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)

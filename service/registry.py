@@ -9,16 +9,18 @@ while every other model keeps serving.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from service.batching import Batcher, BatchingConfig
+from service.batching import Batcher
 from service.config import Settings
 from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, Task
+from service.model_config import CONFIG_FILE, batching_config
 from service.runtime import (
     ModelSession,
     RuntimeLoadError,
@@ -29,20 +31,7 @@ from service.signature import check_signature, warmup_feeds
 
 logger = logging.getLogger(__name__)
 
-State = Literal["loading", "ready", "failed"]
-CONFIG_FILE = "config.json"
-
-
-class ModelConfig(BaseModel):
-    """``models/<name>/config.json``: serving knobs of one model, over the global settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int | None = Field(None, gt=0)
-    max_queue_delay_ms: float | None = Field(None, ge=0)
-    max_queue_size: int | None = Field(None, gt=0)
-    timeout_ms: float | None = Field(None, gt=0)
-    instances: int | None = Field(None, gt=0)
+State = Literal["loading", "ready", "failed", "unloaded"]
 
 
 @dataclass
@@ -123,39 +112,75 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     return model
 
 
-def batching_config(model_dir: Path, manifest: Manifest, settings: Settings) -> BatchingConfig:
-    """Settings, then the manifest's batch size, then the model's ``config.json`` (if any)."""
-    overrides = ModelConfig()
-    if (model_dir / CONFIG_FILE).is_file():
-        overrides = ModelConfig.model_validate_json((model_dir / CONFIG_FILE).read_bytes())
-    return BatchingConfig(
-        max_batch_size=overrides.max_batch_size or manifest.defaults.max_batch_size,
-        max_queue_delay_ms=(
-            settings.max_queue_delay_ms
-            if overrides.max_queue_delay_ms is None
-            else overrides.max_queue_delay_ms
-        ),
-        max_queue_size=overrides.max_queue_size or settings.max_queue_size,
-        timeout_ms=overrides.timeout_ms or settings.request_timeout_ms,
-        instances=overrides.instances or settings.batch_instances,
-    )
-
-
 class Registry:
     """Every discovered model version and the lookups the routes make."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_loaded: Callable[[ModelVersion], None] | None = None
+    ) -> None:
         self.settings = settings
+        # Called for every version loaded, at start and on reload (metrics hook it here).
+        self._on_loaded = on_loaded or (lambda model: None)
         self.models: dict[str, dict[int, ModelVersion]] = {}
         self.loaded = False
 
     def load_all(self) -> None:
         for name, versions in discover(self.settings.models_dir).items():
             self.models[name] = {
-                version: load_version(name, version, path, self.settings)
+                version: self._load(name, version, path)
                 for version, path in sorted(versions.items())
             }
         self.loaded = True
+
+    def _load(self, name: str, version: int, path: Path) -> ModelVersion:
+        model = load_version(name, version, path, self.settings)
+        self._on_loaded(model)
+        return model
+
+    def reload(self, name: str) -> tuple[dict[int, ModelVersion] | None, str | None]:
+        """(Re)load one model from disk, picking up new version folders, and swap it in whole.
+
+        Returns the versions it replaced (for the caller to retire once in-flight work is done)
+        and an error. A failed load keeps a serving model as it was and only reports why.
+        """
+        versions = discover(self.settings.models_dir).get(name)
+        if versions is None:
+            raise ModelNotFoundError(f"no model '{name}' in the repository")
+        loaded = {v: self._load(name, v, path) for v, path in sorted(versions.items())}
+        failed = [m for m in loaded.values() if not m.ready]
+        error = f"version {failed[0].version}: {failed[0].reason}" if failed else None
+        old = self.models.get(name)
+        if failed and old and any(m.ready for m in old.values()):
+            return None, error
+        # One assignment: a request sees either the old versions or the new, never a mix.
+        self.models[name] = loaded
+        return old, error
+
+    def unload(self, name: str) -> dict[int, ModelVersion]:
+        """Stop serving a model; returns its versions for the caller to retire."""
+        old = self.models.get(name)
+        if old is None:
+            raise ModelNotFoundError(f"unknown model '{name}'", models=sorted(self.models))
+        self.models[name] = {
+            v: ModelVersion(name, v, m.path, "unloaded", "unloaded by request", m.manifest)
+            for v, m in old.items()
+        }
+        return old
+
+    def repository_index(self) -> list[dict[str, object]]:
+        """Every model version on disk or in memory, with its state (Triton's index)."""
+        index: list[dict[str, object]] = []
+        on_disk = discover(self.settings.models_dir)
+        for name in sorted(set(on_disk) | set(self.models)):
+            loaded = self.models.get(name, {})
+            for version in sorted(set(on_disk.get(name, {})) | set(loaded)):
+                model = loaded.get(version)
+                state = "UNAVAILABLE" if model is None else _TRITON_STATES[model.state]
+                reason = "not loaded" if model is None else model.reason or ""
+                index.append(
+                    {"name": name, "version": str(version), "state": state, "reason": reason}
+                )
+        return index
 
     async def close(self) -> None:
         """Finish what is queued on every model, then stop their workers."""
@@ -223,6 +248,11 @@ class Registry:
                 f"several {task} models are loaded; name one with ?model=", models=names
             )
         return names[0]
+
+
+_TRITON_STATES = {
+    "loading": "LOADING", "ready": "READY", "failed": "UNAVAILABLE", "unloaded": "UNAVAILABLE",
+}  # fmt: skip
 
 
 def _failed(model: ModelVersion, reason: str) -> ModelVersion:

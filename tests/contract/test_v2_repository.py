@@ -1,0 +1,127 @@
+"""Triton's model repository extension: load, reload and unload while clients keep inferring."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import LiveServer
+from tests.model_factory import build_classifier, build_forecaster
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    build_classifier(tmp_path)
+    build_forecaster(tmp_path)
+    live = LiveServer(tmp_path)
+    try:
+        live.wait_until_ready()
+        yield live
+    finally:
+        live.stop()
+
+
+def _infer(client: triton.InferenceServerClient) -> str:
+    images = triton.InferInput("images", [1, 3, 32, 32], "FP32")
+    images.set_data_from_numpy(np.zeros((1, 3, 32, 32), np.float32))
+    response = client.infer("tiny-classifier", [images]).get_response()
+    return str(response["model_version"])
+
+
+class SteadyClient(threading.Thread):
+    """Infers without pause until stopped, counting versions served and failures."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(daemon=True)
+        self.address = address
+        self.versions: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        client = triton.InferenceServerClient(self.address)
+        while not self.stopping.is_set():
+            try:
+                self.versions[_infer(client)] += 1
+            except InferenceServerException as exc:
+                self.failures.append(str(exc))
+
+
+def test_reload_under_load_loses_nothing_and_a_bad_version_keeps_the_old(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    address = server.url.removeprefix("http://")
+    client = triton.InferenceServerClient(address)
+    steady = SteadyClient(address)
+    steady.start()
+    try:
+        build_classifier(tmp_path, version=2)
+        client.load_model("tiny-classifier")
+        assert client.get_model_metadata("tiny-classifier")["versions"] == ["1", "2"]
+        assert _infer(client) == "2"
+        broken = build_classifier(tmp_path, version=3)
+        (broken / "model.onnx").write_bytes(b"corrupt")
+        with pytest.raises(InferenceServerException, match="failed to load") as raised:
+            client.load_model("tiny-classifier")
+        assert "version 3" in raised.value.message()
+        assert _infer(client) == "2"  # the old versions keep serving
+        shutil.rmtree(broken)
+        for _ in range(20):
+            _infer(client)
+    finally:
+        steady.stopping.set()
+        steady.join(timeout=30)
+    assert steady.failures == []
+    assert steady.versions["1"] > 0 and steady.versions["2"] > 0
+
+
+def test_unload_and_load_again(server: LiveServer) -> None:
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    index = {(e["name"], e["version"]): e["state"] for e in client.get_model_repository_index()}
+    assert index[("tiny-classifier", "1")] == "READY"
+    client.unload_model("tiny-classifier")
+    assert not client.is_model_ready("tiny-classifier")
+    with pytest.raises(InferenceServerException, match="no ready version"):
+        _infer(client)
+    index = client.get_model_repository_index()
+    assert {"name": "tiny-classifier", "version": "1", "state": "UNAVAILABLE",
+            "reason": "unloaded by request"} in index  # fmt: skip
+    assert client.is_model_ready("tiny-forecaster")
+    client.load_model("tiny-classifier")
+    assert client.is_model_ready("tiny-classifier") and _infer(client) == "1"
+    with pytest.raises(InferenceServerException, match="no model 'ghost'"):
+        client.load_model("ghost")
+
+
+def test_polypserve_cli_drives_the_control_api(server: LiveServer, tmp_path: Path) -> None:
+    from service.cli import main
+
+    build_classifier(tmp_path, version=2)
+    assert main(["repository", "load", "tiny-classifier", "--url", server.url]) == 0
+    assert main(["repository", "index", "--url", server.url]) == 0
+    assert main(["repository", "unload", "tiny-forecaster", "--url", server.url]) == 0
+    assert main(["repository", "load", "ghost", "--url", server.url]) == 1
+    ready = httpx.get(f"{server.url}/v2/models/tiny-classifier/versions/2/ready")
+    assert ready.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_control_api_can_be_turned_off(tmp_path: Path) -> None:
+    build_classifier(tmp_path)
+    app = create_app(Settings(models_dir=tmp_path, model_control=False))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.post("/v2/repository/models/tiny-classifier/unload")
+    assert response.status_code == 404 and "turned off" in response.json()["error"]
