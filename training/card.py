@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,12 +47,27 @@ def plot_curve(history: Sequence[dict], path: Path, title: str) -> None:
 
 def metrics_table(manifest: Manifest, anchors: dict[str, str]) -> str:
     """One row per (split, metric) measured, with the published anchor where there is one."""
-    lines = ["| split | metric | this model | published anchor / target |", "|---|---|---|---|"]
+    lines = [
+        "| split | metric | this model | published anchor / target | target met? |",
+        "|---|---|---|---|---|",
+    ]
     for split, values in manifest.metrics.items():
         for metric, value in values.items():
             anchor = anchors.get(f"{split}/{metric}", "")
-            lines.append(f"| {split} | {metric} | {value:.4g} | {anchor} |")
+            lines.append(
+                f"| {split} | {metric} | {value:.4g} | {anchor} | {verdict(value, anchor)} |"
+            )
     return "\n".join(lines)
+
+
+def verdict(value: float, anchor: str) -> str:
+    """'yes' / 'no, short by x' for an anchor that states ``target ≥ t`` (or ``target ≤ t``)."""
+    match = re.search(r"target (≥|≤) ([0-9.]+)", anchor)
+    if not match:
+        return ""
+    target = float(match.group(2))
+    met = value >= target if match.group(1) == "≥" else value <= target
+    return "yes" if met else f"**no**, off by {abs(value - target):.3f}"
 
 
 def write_card(
