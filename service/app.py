@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from service import __version__
@@ -25,9 +26,12 @@ from service.api import (
     v2_repository,
     viewer,
 )
+from service.api.auth import ApiKeyMiddleware
 from service.api.errors import install_error_handlers
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, InFlightLimitMiddleware
 from service.config import Settings
+from service.lifecycle import LIFECYCLE
+from service.logs import RequestIdMiddleware, configure_logging
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
 from service.registry import ModelVersion, Registry
 
@@ -46,11 +50,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     registry = Registry(settings, on_loaded)
 
+    async def close_streams() -> None:
+        await stream.close_all(app.state.stream_sessions, "server shutting down")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(registry.load_all)
-        yield
-        await registry.close()
+        LIFECYCLE.hooks.append(close_streams)
+        try:
+            yield
+        finally:
+            LIFECYCLE.hooks.remove(close_streams)
+            await close_streams()
+            await registry.close()
 
     app = FastAPI(
         title="polypserve",
@@ -78,13 +90,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=viewer.STATIC_DIR), name="static")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The factory uvicorn calls (``--factory``): settings from ``POLYPSERVE_*``."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     return create_app(settings)

@@ -49,15 +49,28 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    uvicorn.run(
+    from service.lifecycle import DrainingServer
+    from service.logs import uvicorn_log_config
+
+    config = uvicorn.Config(
         "service.app:app_from_environment",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        log_config=uvicorn_log_config(settings),
+        timeout_graceful_shutdown=int(settings.request_timeout_ms / 1000) + 5,
+        # A frame message may be up to max_frame_bytes; the stream answers larger ones itself.
+        ws_max_size=settings.max_frame_bytes + 1024 * 1024,
     )
+    if settings.workers > 1:
+        # Several processes: uvicorn's supervisor and its own shutdown, without the drain.
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    DrainingServer(config, settings.shutdown_grace_s).run()
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.manifest import Task
@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json: one JSON object per line with the request id; text: for a terminal.
+    log_format: Literal["json", "text"] = "json"
+    # After SIGTERM: seconds of draining (readiness 503, still serving) before shutting down.
+    shutdown_grace_s: float = Field(5.0, ge=0.0)
 
     # "auto" takes CUDA when a CUDA session can really be created, else CPU; or a comma-separated
     # list of ONNX Runtime provider names, tried in order.
@@ -43,8 +47,19 @@ class Settings(BaseSettings):
     request_timeout_ms: float = Field(10_000.0, gt=0.0)
     batch_instances: int = Field(1, gt=0)
 
+    # Authentication: with no key configured every route is open. Health routes and the viewer
+    # page are always open; /metrics only unless auth_metrics is set.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    auth_metrics: bool = False
+    # Origins allowed to call the API from a browser (CORS); none by default.
+    cors_origins: list[str] = Field(default_factory=list)
+
     # Triton's model repository API (index, load, unload) under /v2/repository.
     model_control: bool = True
+
+    # Inference requests in flight in this process, all models together; more get 503.
+    max_in_flight: int = Field(128, gt=0)
 
     # Input limits: a request over them is refused before any decoding work.
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -44,20 +45,27 @@ class LiveServer:
     def __init__(self, models_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "POLYPSERVE_INTRA_OP_THREADS": "1", **env}
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        environment = {
+            **os.environ,
+            "POLYPSERVE_INTRA_OP_THREADS": "1",
+            "POLYPSERVE_SHUTDOWN_GRACE_S": "0",
+            "POLYPSERVE_LOG_FORMAT": "text",
+            **env,
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "serve", "--port", str(self.port),
              "--models-dir", str(models_dir)],
             env=environment, cwd=REPO_ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
+            stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     def wait_until_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"server exited early:\n{output}")
+                raise RuntimeError(f"server exited early:\n{self.output()}")
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
                     return
@@ -66,14 +74,18 @@ class LiveServer:
             time.sleep(0.1)
         raise TimeoutError("server did not become ready")
 
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
     def stop(self) -> str:
         self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=20)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        return out.decode() if out else ""
+            self.process.wait()
+        return self.output()
 
 
 @pytest.fixture(scope="session")

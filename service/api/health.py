@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import MetricsDep
 from service.errors import NotReadyError
+from service.lifecycle import LIFECYCLE
 from service.registry import Registry
 from service.schemas import ErrorResponse
 
@@ -25,7 +26,7 @@ async def live() -> dict[str, Any]:
 @router.get("/v2/health/ready", tags=["health"], responses={503: {"model": ErrorResponse}})
 async def ready(request: Request) -> dict[str, Any]:
     registry: Registry = request.app.state.registry
-    reason = registry.readiness()
+    reason = "the service is shutting down" if LIFECYCLE.draining else registry.readiness()
     if reason is not None:
         raise NotReadyError(f"not ready: {reason}")
     return {"ready": True}

@@ -1,4 +1,4 @@
-"""An ASGI middleware that caps request bodies at ``max_body_bytes``.
+"""ASGI middlewares for request limits: body size, and inference requests in flight.
 
 A declared ``Content-Length`` over the limit is refused before the body is read; a body that
 arrives without one is counted as it streams and refused the moment it passes the limit.
@@ -45,3 +45,42 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+# Routes that run inference; the in-flight limit counts these only, so health and metrics
+# stay answerable under any load.
+_INFERENCE_PREFIXES = ("/v1/classify", "/v1/detect", "/v1/segment", "/v1/forecast")
+
+
+def _is_inference(path: str) -> bool:
+    return path.startswith(_INFERENCE_PREFIXES) or (
+        path.startswith("/v2/models/") and path.endswith("/infer")
+    )
+
+
+class InFlightLimitMiddleware:
+    """Refuses inference requests beyond ``max_in_flight`` at once with 503 and Retry-After,
+    before reading their bodies, so overload costs almost nothing."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.limit = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_inference(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            response = JSONResponse(
+                {"error": f"the service is at its limit of {self.limit} requests in flight"},
+                503,
+                headers={"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

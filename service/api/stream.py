@@ -68,7 +68,8 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(TRY_AGAIN_LATER, f"{settings.max_stream_sessions} sessions already")
         return
     try:
-        params = StreamParams.model_validate(dict(websocket.query_params))
+        query = {k: v for k, v in websocket.query_params.items() if k != "api_key"}
+        params = StreamParams.model_validate(query)
         model = registry.for_task("detection", params.model, params.version)
         assert model.manifest is not None
         defaults = model.manifest.defaults
@@ -84,11 +85,15 @@ async def stream(websocket: WebSocket) -> None:
         async with send_lock:
             await websocket.send_text(json.dumps(message))
 
+    async def close(code: int, reason: str) -> None:
+        await send(session.report())
+        await websocket.close(code, reason)
+
     session = StreamSession(
         model, smoothing,
         defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
         params.max_detections or defaults.max_detections,
-        settings.max_image_pixels, send,
+        settings.max_image_pixels, send, close,
     )  # fmt: skip
     sessions.add(session)
     session.start()
@@ -142,3 +147,8 @@ async def _receive_loop(
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     return f"{'.'.join(str(p) for p in err['loc']) or 'parameters'}: {err['msg']}"
+
+
+async def close_all(sessions: set[StreamSession], reason: str) -> None:
+    """Send every open session its report and a close frame (1001) with ``reason``."""
+    await asyncio.gather(*(session.close(GOING_AWAY, reason) for session in list(sessions)))

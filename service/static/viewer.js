@@ -18,7 +18,10 @@ function frameMessage(blob, frameId, timestamp) {
 
 function streamUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v1/stream${location.search}`;
+  const query = new URLSearchParams(location.search);
+  // Browsers cannot set headers on a WebSocket: the key travels as a query parameter.
+  if ($("api-key").value) query.set("api_key", $("api-key").value);
+  return `${scheme}//${location.host}/v1/stream?${query}`;
 }
 
 function currentPicture() {

@@ -10,6 +10,7 @@ so the next frame decodes while the current one is inferred.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class StreamSession:
         max_detections: int,
         max_pixels: int,
         send: Send,
+        close: Callable[[int, str], Awaitable[None]],
     ) -> None:
         self.model = model
         self.smoothing = smoothing
@@ -84,6 +86,7 @@ class StreamSession:
         self.max_detections = max_detections
         self.max_pixels = max_pixels
         self._send = send
+        self._close = close
         self._frames: LatestSlot[Frame] = LatestSlot()
         self._decoded: LatestSlot[DecodedFrame] = LatestSlot()
         self.tracker = Tracker(smoothing)
@@ -100,6 +103,12 @@ class StreamSession:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Stop taking frames, send the report and a close frame (the server going away)."""
+        await self.stop()
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await self._close(code, reason)
 
     def offer(self, payload: FramePayload) -> None:
         """A frame arrived: it takes the slot, and a frame still waiting there is dropped."""

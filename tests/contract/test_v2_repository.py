@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,9 @@ def test_reload_under_load_loses_nothing_and_a_bad_version_keeps_the_old(
     steady = SteadyClient(address)
     steady.start()
     try:
+        deadline = time.monotonic() + 30
+        while steady.versions["1"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         build_classifier(tmp_path, version=2)
         client.load_model("tiny-classifier")
         assert client.get_model_metadata("tiny-classifier")["versions"] == ["1", "2"]
@@ -77,8 +81,9 @@ def test_reload_under_load_loses_nothing_and_a_bad_version_keeps_the_old(
         assert "version 3" in raised.value.message()
         assert _infer(client) == "2"  # the old versions keep serving
         shutil.rmtree(broken)
-        for _ in range(20):
-            _infer(client)
+        served_two = steady.versions["2"]
+        while steady.versions["2"] < served_two + 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         steady.stopping.set()
         steady.join(timeout=30)

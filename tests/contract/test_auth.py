@@ -1,0 +1,109 @@
+"""API keys on every route family, CORS and request ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from service.app import create_app
+from service.config import Settings
+from tests.contract.stream_clients import in_process_stream
+from tests.images import encode, solid_rgb
+
+pytestmark = pytest.mark.anyio
+RED = encode(solid_rgb(20, 20, (220, 0, 0)))
+KEYS = ["old-key-0123456789", "new-key-9876543210"]
+
+
+def _settings(repo: Path, tmp_path: Path, **extra: object) -> Settings:
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(f"# rotated keys\n{KEYS[1]}\n")
+    return Settings(
+        models_dir=repo, api_keys=[KEYS[0]], api_keys_file=key_file,  # type: ignore[list-item]
+        cors_origins=["https://viewer.example"], **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def http(tiny_repo: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(_settings(tiny_repo, tmp_path))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+PROTECTED = [
+    ("POST", "/v1/detect"), ("POST", "/v1/forecast"), ("GET", "/v1/models"),
+    ("GET", "/v2/models/tiny-classifier"), ("POST", "/v2/models/tiny-classifier/infer"),
+    ("POST", "/v2/repository/index"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+async def test_protected_routes_need_a_valid_key(
+    http: httpx.AsyncClient, method: str, path: str
+) -> None:
+    missing = await http.request(method, path)
+    assert missing.status_code == 401 and missing.json()["error"] == "an API key is required"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = await http.request(method, path, headers={"X-API-Key": "guess"})
+    assert wrong.status_code == 403 and "not valid" in wrong.json()["error"]
+
+
+async def test_both_rotated_keys_and_both_header_styles_work(http: httpx.AsyncClient) -> None:
+    for headers in ({"Authorization": f"Bearer {KEYS[0]}"}, {"X-API-Key": KEYS[1]}):
+        response = await http.post(
+            "/v1/detect", content=RED, headers={**headers, "content-type": "image/png"}
+        )
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/metrics", "/", "/v2"])
+async def test_health_metrics_and_viewer_stay_open(http: httpx.AsyncClient, path: str) -> None:
+    assert (await http.get(path)).status_code == 200
+
+
+async def test_metrics_can_be_protected(tiny_repo: Path, tmp_path: Path) -> None:
+    app = create_app(_settings(tiny_repo, tmp_path, auth_metrics=True))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/metrics")).status_code == 401
+            ok = await client.get("/metrics", headers={"X-API-Key": KEYS[0]})
+            assert ok.status_code == 200
+
+
+async def test_cors_only_for_configured_origins(http: httpx.AsyncClient) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+    allowed = await http.options(
+        "/v1/detect", headers={"Origin": "https://viewer.example", **preflight}
+    )
+    assert allowed.headers.get("access-control-allow-origin") == "https://viewer.example"
+    other = await http.options(
+        "/v1/detect", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_request_id_is_echoed_or_made(http: httpx.AsyncClient) -> None:
+    given = await http.get("/v2/health/live", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+    made = await http.get("/v2/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert len(made.headers["x-request-id"]) == 32
+
+
+def test_the_stream_authenticates_at_the_handshake(tiny_repo: Path, tmp_path: Path) -> None:
+    app = create_app(_settings(tiny_repo, tmp_path))
+    with TestClient(app) as client:
+        for query in ("", "api_key=guess"):
+            with pytest.raises(WebSocketDisconnect) as refused, in_process_stream(client, query):
+                pass
+            assert refused.value.code == 1008
+        with in_process_stream(client, f"api_key={KEYS[1]}") as stream:
+            assert stream.receive()["type"] == "ready"
