@@ -22,6 +22,7 @@ from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, Task
 from service.model_config import CONFIG_FILE, batching_config
 from service.runtime import (
+    GpuOptions,
     ModelSession,
     RuntimeLoadError,
     cuda_unavailable_reason,
@@ -62,6 +63,17 @@ def discover(models_dir: Path) -> dict[str, dict[int, Path]]:
     return found
 
 
+def gpu_options(settings: Settings) -> GpuOptions:
+    return GpuOptions(
+        device_id=settings.cuda_device_id,
+        memory_limit_bytes=settings.cuda_memory_limit_bytes,
+        cudnn_conv_algo_search=settings.cudnn_conv_algo_search,
+        tensorrt=settings.tensorrt,
+        tensorrt_fp16=settings.tensorrt_fp16,
+        tensorrt_cache_dir=str(settings.tensorrt_cache_dir),
+    )
+
+
 def load_version(name: str, version: int, path: Path, settings: Settings) -> ModelVersion:
     """Validate and load one version; never raises: a failure is its state and reason."""
     model = ModelVersion(name, version, path)
@@ -82,7 +94,7 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     try:
         session = ModelSession(
             path / MODEL_FILE,
-            requested_providers(settings.providers),
+            requested_providers(settings.providers, gpu_options(settings)),
             settings.intra_op_threads,
             settings.inter_op_threads,
         )

@@ -66,25 +66,71 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
-def requested_providers(setting: str) -> list[str]:
-    """The provider list a session asks for; ``auto`` asks CUDA first when it can load."""
+TENSORRT = "TensorrtExecutionProvider"
+ProviderRequest = str | tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GpuOptions:
+    """Options of the CUDA and TensorRT providers (ignored on CPU)."""
+
+    device_id: int = 0
+    # 0: no limit on the CUDA memory arena.
+    memory_limit_bytes: int = 0
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"
+    tensorrt: bool = False
+    tensorrt_fp16: bool = True
+    tensorrt_cache_dir: str = ".trt-cache"
+
+
+def requested_providers(setting: str, gpu: GpuOptions | None = None) -> list[ProviderRequest]:
+    """The providers a session asks for, with their options. ``auto`` asks for CUDA first (and
+    TensorRT before it when opted in) when the CUDA provider can load, else CPU."""
+    gpu = gpu or GpuOptions()
     if setting.strip().lower() == "auto":
-        reason = cuda_unavailable_reason()
-        if reason is not None:
+        if cuda_unavailable_reason() is not None:
             return [CPU]
-        return [CUDA, CPU]
-    names = [name.strip() for name in setting.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ort.get_all_providers()]
-    if unknown or not names:
-        raise ValueError(f"unknown execution providers: {unknown or setting!r}")
-    return names
+        names = [TENSORRT, CUDA, CPU] if gpu.tensorrt else [CUDA, CPU]
+    else:
+        names = [name.strip() for name in setting.split(",") if name.strip()]
+        unknown = [name for name in names if name not in ort.get_all_providers()]
+        if unknown or not names:
+            raise ValueError(f"unknown execution providers: {unknown or setting!r}")
+    return [_with_options(name, gpu) for name in names]
+
+
+def _with_options(name: str, gpu: GpuOptions) -> ProviderRequest:
+    if name == CUDA:
+        options = {
+            "device_id": str(gpu.device_id),
+            "cudnn_conv_algo_search": gpu.cudnn_conv_algo_search,
+            "arena_extend_strategy": "kSameAsRequested",
+        }
+        if gpu.memory_limit_bytes:
+            options["gpu_mem_limit"] = str(gpu.memory_limit_bytes)
+        return (name, options)
+    if name == TENSORRT:
+        return (
+            name,
+            {
+                "device_id": str(gpu.device_id),
+                "trt_fp16_enable": str(gpu.tensorrt_fp16),
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": gpu.tensorrt_cache_dir,
+            },
+        )
+    return name
 
 
 class ModelSession:
     """An ``InferenceSession`` with its real providers and graph signature."""
 
     def __init__(
-        self, path: Path, providers: list[str], intra_op_threads: int, inter_op_threads: int
+        self,
+        path: Path,
+        providers: list[ProviderRequest],
+        intra_op_threads: int,
+        inter_op_threads: int,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from service import runtime
-from service.runtime import CPU, CUDA, ModelSession, RuntimeLoadError, requested_providers
+from service.runtime import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    GpuOptions,
+    ModelSession,
+    RuntimeLoadError,
+    requested_providers,
+)
 from tests.model_factory import build_classifier
 
 
@@ -14,7 +22,15 @@ def test_auto_takes_cpu_when_cuda_cannot_load(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(runtime, "cuda_unavailable_reason", lambda: "no libcudart")
     assert requested_providers("auto") == [CPU]
     monkeypatch.setattr(runtime, "cuda_unavailable_reason", lambda: None)
-    assert requested_providers("auto") == [CUDA, CPU]
+    cuda, cpu = requested_providers("auto", GpuOptions(device_id=1, memory_limit_bytes=2**30))
+    assert cpu == CPU
+    assert cuda == (CUDA, {
+        "device_id": "1", "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(2**30),
+    })  # fmt: skip
+    trt, _, _ = requested_providers("auto", GpuOptions(tensorrt=True, tensorrt_cache_dir="/c"))
+    assert trt[0] == TENSORRT and trt[1]["trt_engine_cache_path"] == "/c"  # type: ignore[index]
+    assert trt[1]["trt_fp16_enable"] == "True"  # type: ignore[index]
 
 
 def test_explicit_provider_lists_are_checked() -> None:
