@@ -1,0 +1,160 @@
+"""Serving benchmark: polypserve against the in-process ceiling and a naive FastAPI service.
+
+    python -m tests.perf.bench [--models-dir models] [--seconds 6] [--runs 3]
+
+For each shipped image model and each frame size it measures, in one run:
+  (a) ceiling: an in-process loop of decode + preprocess + ONNX Runtime + postprocess;
+  (b) naive: ``tests/perf/naive_service.py`` under uvicorn;
+  (c) polypserve under uvicorn;
+with wrk at each concurrency, and prints throughput, p50, p99 and the ratios c/a and c/b
+(medians of ``--runs`` runs). Then an overload run at 4x polypserve's capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from service.config import Settings
+from service.predict import StageTimer, classify, detect, prepare_batch, segment
+from service.registry import load_version
+from tests.perf import servers
+from tests.perf.load import LoadResult, run_wrk, wrk_available
+from tests.perf.overload import overload
+
+# ---- configuration --------------------------------------------------------------------------
+MODELS = ["polyp-detector", "polyp-classifier", "polyp-segmenter"]
+FRAMES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+CONCURRENCY = [1, 8, 32]
+SAMPLE = Path("../shared/data/kvasir-seg/images/cju0qkwl35piu0993l0dewei2.jpg")
+ROUTES = {"detection": "/v1/detect", "classification": "/v1/classify",
+          "segmentation": "/v1/segment"}  # fmt: skip
+# ---------------------------------------------------------------------------------------------
+
+
+def make_frame(size: tuple[int, int]) -> bytes:
+    """A real colonoscopy image at the frame size when the data is here, else a gradient."""
+    if SAMPLE.is_file():
+        image = Image.open(SAMPLE).convert("RGB").resize(size)
+    else:
+        y, x = np.mgrid[0 : size[1], 0 : size[0]]
+        image = Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def ceiling(models_dir: Path, name: str, frame: bytes, seconds: float) -> float:
+    """Items per second of the in-process loop, one at a time, as the service computes them."""
+    versions = {int(p.name): p for p in (models_dir / name).iterdir() if p.name.isdigit()}
+    version = max(versions)
+    model = load_version(name, version, versions[version], Settings(models_dir=models_dir))
+    assert model.manifest is not None and model.session is not None
+    manifest, session = model.manifest, model.session
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch, placements = prepare_batch(model, [frame], 40_000_000, StageTimer())
+        raw = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
+        outputs = dict(zip(manifest.output_names(), raw, strict=True))
+        if manifest.task == "detection":
+            detect(model, outputs, placements, 0.4, 0.45, 100)
+        elif manifest.task == "classification":
+            classify(model, outputs, 5)
+        else:
+            segment(model, outputs, placements)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def median_load(url: str, body: Path, concurrency: int, seconds: float, runs: int) -> LoadResult:
+    results = [run_wrk(url, body, "image/jpeg", concurrency, seconds) for _ in range(runs)]
+    return LoadResult(
+        throughput=statistics.median(r.throughput for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        errors=sum(r.errors for r in results),
+        requests=sum(r.requests for r in results),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--frames", nargs="+", default=list(FRAMES), choices=list(FRAMES))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=CONCURRENCY)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    if not wrk_available():
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    for name in args.models:
+        model_dir = args.models_dir / name
+        if not model_dir.is_dir():
+            print(f"skip {name}: not in {args.models_dir}")
+            continue
+        versions = [p for p in model_dir.iterdir() if p.name.isdigit()]
+        version_dir = max(versions, key=lambda p: int(p.name))
+        task = json.loads((version_dir / "manifest.json").read_text())["task"]
+        for frame_name in args.frames:
+            body = workdir / f"{frame_name}.jpg"
+            body.write_bytes(make_frame(FRAMES[frame_name]))
+            ceiling_rate = ceiling(args.models_dir, name, body.read_bytes(), args.seconds)
+            measured: dict[str, dict[int, LoadResult]] = {}
+            for kind in ("naive", "polypserve"):
+                server = (
+                    servers.naive(version_dir) if kind == "naive" else servers.polypserve(model_dir)
+                )
+                path = "/predict" if kind == "naive" else ROUTES[task]
+                try:
+                    measured[kind] = {
+                        c: median_load(server.url + path, body, c, args.seconds, args.runs)
+                        for c in args.concurrency
+                    }
+                finally:
+                    server.stop()
+            for c in args.concurrency:
+                ours, theirs = measured["polypserve"][c], measured["naive"][c]
+                row = {
+                    "model": name, "frame": frame_name, "concurrency": c,
+                    "ceiling_per_s": round(ceiling_rate, 1),
+                    "ceiling_item_ms": round(1000 / ceiling_rate, 2),
+                    "naive": asdict(theirs), "polypserve": asdict(ours),
+                    "c_over_a": round(ours.throughput / ceiling_rate, 2),
+                    "c_over_b": round(ours.throughput / max(theirs.throughput, 1e-9), 2),
+                    "p99_c_over_b": round(ours.p99_ms / theirs.p99_ms, 2),
+                }  # fmt: skip
+                rows.append(row)
+                print(
+                    f"{name:17} {frame_name:9} c={c:<3} ceiling {ceiling_rate:6.1f}/s "
+                    f"({1000 / ceiling_rate:5.1f} ms) | naive {theirs.throughput:6.1f}/s "
+                    f"p50 {theirs.p50_ms:6.1f} p99 {theirs.p99_ms:7.1f} | polypserve "
+                    f"{ours.throughput:6.1f}/s p50 {ours.p50_ms:6.1f} p99 {ours.p99_ms:7.1f} "
+                    f"err {ours.errors} | c/a {row['c_over_a']:.2f} c/b {row['c_over_b']:.2f} "
+                    f"p99 c/b {row['p99_c_over_b']:.2f}",
+                    flush=True,
+                )
+    if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
+        body = workdir / "1920x1080.jpg"
+        body.write_bytes(make_frame(FRAMES["1920x1080"]))
+        result = overload(args.models_dir / "polyp-detector", body, args.seconds * 2)
+        rows.append({"overload": result})
+        print("overload:", json.dumps(result), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
