@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +48,23 @@ class ServiceMetrics:
             "Rows per batch run, by model and version.",
             ["model", "version"],
             buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        self.stream_sessions = Gauge(
+            "polypserve_stream_sessions",
+            "Open WebSocket stream sessions.",
+            registry=self.registry,
+        )
+        self.stream_frames = Counter(
+            "polypserve_stream_frames_total",
+            "Stream frames by outcome: processed, dropped (replaced while waiting) or error.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.stream_latency_seconds = Histogram(
+            "polypserve_stream_latency_seconds",
+            "Stream frame latency from arrival to result sent.",
+            buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.model_ready = Gauge(
@@ -97,3 +115,14 @@ def observe_batches(metrics: ServiceMetrics, model: str, version: int) -> BatchO
             metrics.queue_seconds.labels(*labels).observe(waited)
 
     return observe
+
+
+def observe_stream_message(metrics: ServiceMetrics, message: dict[str, Any]) -> None:
+    """Count a message a stream session sends: its frame's outcome and latency."""
+    if message.get("type") == "result":
+        metrics.stream_frames.labels("processed").inc()
+        if message.get("dropped"):
+            metrics.stream_frames.labels("dropped").inc(message["dropped"])
+        metrics.stream_latency_seconds.observe(message["timing_ms"]["total"] / 1000.0)
+    elif message.get("type") == "error":
+        metrics.stream_frames.labels("error").inc()

@@ -42,8 +42,8 @@ def free_port() -> int:
 class LiveServer:
     """``polypserve serve`` in a subprocess on a free port, waited on until ready."""
 
-    def __init__(self, models_dir: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, models_dir: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         environment = {

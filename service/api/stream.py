@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from service.config import Settings
 from service.errors import InvalidInputError, PolypServeError
+from service.metrics import ServiceMetrics, observe_stream_message
 from service.registry import Registry
 from service.stream.framing import parse_frame_message
 from service.stream.session import StreamSession
@@ -81,7 +82,10 @@ async def stream(websocket: WebSocket) -> None:
         return
     send_lock = asyncio.Lock()
 
+    metrics: ServiceMetrics = websocket.app.state.metrics
+
     async def send(message: dict[str, Any]) -> None:
+        observe_stream_message(metrics, message)
         async with send_lock:
             await websocket.send_text(json.dumps(message))
 
@@ -96,6 +100,7 @@ async def stream(websocket: WebSocket) -> None:
         settings.max_image_pixels, send, close,
     )  # fmt: skip
     sessions.add(session)
+    metrics.stream_sessions.set(len(sessions))
     session.start()
     try:
         await send({
@@ -107,6 +112,7 @@ async def stream(websocket: WebSocket) -> None:
         pass
     finally:
         sessions.discard(session)
+        metrics.stream_sessions.set(len(sessions))
         await session.stop()
 
 
