@@ -18,7 +18,12 @@ from pydantic import ValidationError
 
 from service.batching import Batcher
 from service.config import Settings
-from service.errors import ModelNotFoundError, NotReadyError, WrongTaskError
+from service.errors import (
+    ModelNotFoundError,
+    NotReadyError,
+    WrongTaskError,
+    is_whole_number,
+)
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, Task
 from service.model_config import CONFIG_FILE, batching_config
 from service.runtime import (
@@ -57,7 +62,9 @@ def discover(models_dir: Path) -> dict[str, dict[int, Path]]:
     if not models_dir.is_dir():
         return found
     for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = {int(p.name): p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+        versions = {
+            int(p.name): p for p in model_dir.iterdir() if p.is_dir() and is_whole_number(p.name)
+        }
         if versions:
             found[model_dir.name] = versions
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,8 +11,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import PolypServeError
+from service.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
+
+# Every status an API route may answer besides its success, all as {"error": ...}: the
+# OpenAPI document lists them so that clients (and schemathesis) can rely on it.
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 500, 503, 504)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": "error"} for status in ERROR_STATUSES
+}
 
 
 async def _polypserve_error(request: Request, exc: Exception) -> JSONResponse:

@@ -7,18 +7,18 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.api.deps import RegistryDep, SettingsDep
+from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidParameterError
 from service.forecast import finish_forecast, prepare_series
 from service.predict import StageTimer, complete, infer
-from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse
+from service.schemas import ForecastRequest, ForecastResponse
 
-router = APIRouter(prefix="/v1", tags=["v1"])
+router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
 
 
 @router.post(
     "/forecast",
     response_model=ForecastResponse,
-    responses={status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 422, 503)},
 )
 async def forecast_series(
     request: ForecastRequest, registry: RegistryDep, settings: SettingsDep

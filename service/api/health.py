@@ -10,12 +10,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import MetricsDep
+from service.api.errors import ERROR_RESPONSES
 from service.errors import NotReadyError
 from service.lifecycle import LIFECYCLE
 from service.registry import Registry
-from service.schemas import ErrorResponse
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v2/health/live", tags=["health"])
@@ -23,7 +23,7 @@ async def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready", tags=["health"], responses={503: {"model": ErrorResponse}})
+@router.get("/v2/health/ready", tags=["health"])
 async def ready(request: Request) -> dict[str, Any]:
     registry: Registry = request.app.state.registry
     reason = "the service is shutting down" if LIFECYCLE.draining else registry.readiness()

@@ -9,16 +9,17 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from service.api.deps import ImageBlobs, RegistryDep, SettingsDep
+from service.api.errors import ERROR_RESPONSES
 from service.config import Settings
 from service.errors import InvalidParameterError
 from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
 from service.predict import StageTimer, classify, complete, detect, infer, prepare_batch
 from service.predict import segment as segment_images
 from service.registry import ModelVersion
-from service.schemas import ErrorResponse, ImageResponse
+from service.schemas import ImageResponse
 from service.tasks.geometry import Placement
 
-router = APIRouter(prefix="/v1", tags=["v1"])
+router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 IMAGE_BODY: dict[str, Any] = {
@@ -35,9 +36,6 @@ IMAGE_BODY: dict[str, Any] = {
             },
         },
     }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422, 503)
 }
 
 ModelName = Annotated[str | None, Query(description="model name; default: the task's default")]
@@ -65,7 +63,7 @@ def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dic
     }
 
 
-@router.post("/classify", response_model=ImageResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/classify", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def classify_images(
     blobs: ImageBlobs,
     registry: RegistryDep,
@@ -82,7 +80,7 @@ async def classify_images(
     return _response(chosen, results, timer)
 
 
-@router.post("/detect", response_model=ImageResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/detect", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def detect_objects(
     blobs: ImageBlobs,
     registry: RegistryDep,
@@ -112,7 +110,7 @@ async def detect_objects(
 @router.post(
     "/segment",
     response_model=ImageResponse,
-    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    responses={200: {"content": {"image/png": {}}}},
     openapi_extra=IMAGE_BODY,
 )
 async def segment_images_route(

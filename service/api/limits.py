@@ -28,7 +28,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > self.limit
+        ):
             error = BodyTooLargeError(self.limit)
             response = JSONResponse({"error": error.detail, "limit": self.limit}, 413)
             await response(scope, receive, send)

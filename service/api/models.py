@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.api.deps import RegistryDep
+from service.api.errors import ERROR_RESPONSES
 from service.errors import ModelNotFoundError
 from service.forecast import forecast_limits
 from service.registry import ModelVersion, Registry
-from service.schemas import ErrorResponse, ModelInfo, ModelList
+from service.schemas import ModelInfo, ModelList
 
-router = APIRouter(prefix="/v1", tags=["v1"])
+router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
 
 
 def describe(registry: Registry, name: str) -> dict[str, Any]:
@@ -54,7 +55,7 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
     return {"models": [describe(registry, name) for name in sorted(registry.models)]}
 
 
-@router.get("/models/{name}", response_model=ModelInfo, responses={404: {"model": ErrorResponse}})
+@router.get("/models/{name}", response_model=ModelInfo)
 async def get_model(name: str, registry: RegistryDep) -> dict[str, Any]:
     if name not in registry.models:
         raise ModelNotFoundError(f"unknown model '{name}'", models=sorted(registry.models))

@@ -16,13 +16,14 @@ from fastapi.responses import Response
 
 from service import __version__
 from service.api.deps import RegistryDep, SettingsDep
-from service.errors import InvalidInputError
+from service.api.errors import ERROR_RESPONSES
+from service.errors import InvalidInputError, is_whole_number
 from service.predict import StageTimer, complete, infer
 from service.registry import ModelVersion, Registry
 from service.v2.infer import build_response, decompress, parse_request
 from service.v2.tensors import FROM_ELEMENT_TYPE, TRITON_CONFIG_TYPES
 
-router = APIRouter(prefix="/v2", tags=["v2"])
+router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
 
 EXTENSIONS = [
     "classification", "binary_tensor_data", "model_repository", "model_configuration",
@@ -36,7 +37,7 @@ async def server_metadata() -> dict[str, Any]:
 
 
 def _model(registry: Registry, name: str, version: str | None) -> ModelVersion:
-    if version is not None and not version.isdigit():
+    if version is not None and not is_whole_number(version):
         registry.get(name)  # an unknown model is a 404 before a bad version is
         raise InvalidInputError(f"version '{version}' is not a number")
     return registry.get(name, int(version) if version else None)
@@ -180,7 +181,7 @@ async def model_infer(
             await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes
         )
         header_length = request.headers.get("inference-header-content-length")
-        if header_length is not None and not header_length.isdigit():
+        if header_length is not None and not is_whole_number(header_length):
             raise InvalidInputError("Inference-Header-Content-Length must be a whole number")
         parsed = parse_request(
             body, None if header_length is None else int(header_length), model.manifest

@@ -15,10 +15,11 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, SettingsDep
+from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidInputError, ModelNotFoundError
 from service.registry import ModelVersion
 
-router = APIRouter(prefix="/v2/repository", tags=["v2"])
+router = APIRouter(prefix="/v2/repository", tags=["v2"], responses=ERROR_RESPONSES)
 _retiring: set[asyncio.Task[None]] = set()
 
 
