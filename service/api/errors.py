@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import PolypServeError
+from service.logs import REQUEST_ID
 from service.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the log, never to the client.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    token = REQUEST_ID.set(getattr(request.state, "request_id", None))
+    try:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    finally:
+        REQUEST_ID.reset(token)
     return JSONResponse({"error": "internal server error"}, status_code=500)
 
 

@@ -6,6 +6,8 @@ arrives without one is counted as it streams and refused the moment it passes th
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,10 +20,16 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"request body is over the limit of {limit} bytes")
 
 
+class BodyTimeoutError(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.timeout = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,14 +47,25 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
             return
         received = 0
+        body_complete = False
+        # The whole body must arrive by this deadline: a client trickling bytes cannot hold a
+        # connection (and its memory) forever.
+        deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_complete
+            if body_complete:  # later receives only wait for a disconnect: no deadline
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                raise BodyTimeoutError(self.timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLargeError(self.limit)
+                body_complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, counting_receive, send)

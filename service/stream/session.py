@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from service.stream.tracking import SmoothingConfig, Tracker
 from service.tasks.detection import select_detections
 from service.tasks.geometry import Placement, boxes_to_image
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -126,9 +128,8 @@ class StreamSession:
                 batch, (placement,) = await to_thread.run_sync(
                     prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer
                 )
-            except PolypServeError as exc:
-                self.stats.errors += 1
-                await self._send({"type": "error", **self._echo(frame), **exc.to_dict()})
+            except Exception as exc:
+                await self._frame_failed(frame, exc)
                 continue
             decoded = DecodedFrame(frame, batch, placement, timer, time.perf_counter())
             if self._decoded.put(decoded) is not None:
@@ -144,21 +145,20 @@ class StreamSession:
             timer.stages["queue"] += (time.perf_counter() - item.decoded) * 1000.0
             try:
                 outputs = await infer(self.model, {input_name: item.batch}, timer)
-            except PolypServeError as exc:
-                self.stats.errors += 1
-                await self._send({"type": "error", **self._echo(item.frame), **exc.to_dict()})
+                with timer.stage("post"):
+                    boxes, scores, class_ids = select_detections(
+                        outputs[decoding.boxes_output][0],
+                        outputs[decoding.scores_output][0],
+                        self.smoothing.off_threshold,
+                        self.iou_threshold,
+                        self.max_detections,
+                    )
+                    boxes = boxes_to_image(boxes, item.placement)
+                    tracks = self.tracker.update(item.frame.index, boxes, scores, class_ids)
+                    result = self._result(item, boxes, scores, class_ids, tracks)
+            except Exception as exc:
+                await self._frame_failed(item.frame, exc)
                 continue
-            with timer.stage("post"):
-                boxes, scores, class_ids = select_detections(
-                    outputs[decoding.boxes_output][0],
-                    outputs[decoding.scores_output][0],
-                    self.smoothing.off_threshold,
-                    self.iou_threshold,
-                    self.max_detections,
-                )
-                boxes = boxes_to_image(boxes, item.placement)
-                tracks = self.tracker.update(item.frame.index, boxes, scores, class_ids)
-                result = self._result(item, boxes, scores, class_ids, tracks)
             total_ms = (time.perf_counter() - item.frame.received) * 1000.0
             result["timing_ms"] = {**complete(self.model, timer), "total": round(total_ms, 3)}
             self.stats.record_result(total_ms, bool(result["tracks"]))
@@ -196,6 +196,15 @@ class StreamSession:
             ],
             "dropped": self.stats.take_dropped_since_result(),
         }  # fmt: skip
+
+    async def _frame_failed(self, frame: Frame, exc: Exception) -> None:
+        """One frame failed: tell the client and go on with the next one."""
+        self.stats.errors += 1
+        if isinstance(exc, PolypServeError):
+            await self._send({"type": "error", **self._echo(frame), **exc.to_dict()})
+            return
+        logger.exception("stream frame %s failed", frame.index)
+        await self._send({"type": "error", **self._echo(frame), "error": "internal error"})
 
     @staticmethod
     def _echo(frame: Frame) -> dict[str, Any]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
+from pathlib import Path
 
 import httpx
 import pytest
 
+from service.app import create_app
+from service.config import Settings
+from service.logs import JsonFormatter
 from tests.images import encode, solid_rgb
+from tests.model_factory import build_classifier
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +95,40 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]
+
+
+async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in post-processing /secret/path")
+
+    monkeypatch.setattr("service.api.images.detect", broken)
+    app = create_app(Settings(models_dir=tiny_repo))
+    formatter = JsonFormatter()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.post(
+                "/v1/detect", content=RED,
+                headers={"content-type": "image/png", "x-request-id": "req-500"},
+            )  # fmt: skip
+            assert (await http.get("/v2/health/live")).status_code == 200
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal server error"}  # no path, no traceback
+    logged = [json.loads(formatter.format(r)) for r in caplog.records if r.levelname == "ERROR"]
+    assert any(
+        e.get("request_id") == "req-500" and "RuntimeError" in e["exception"] for e in logged
+    )
+
+
+async def test_zero_loadable_models_is_not_ready_and_says_so(tmp_path: Path) -> None:
+    (build_classifier(tmp_path) / "model.onnx").write_bytes(b"broken")
+    app = create_app(Settings(models_dir=tmp_path))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            ready = await http.get("/v2/health/ready")
+            models = (await http.get("/v1/models")).json()["models"]
+    assert ready.status_code == 503 and "no model is ready" in ready.json()["error"]
+    assert models[0]["versions"][0]["state"] == "failed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,3 +169,31 @@ def test_session_cap_closes_with_1013_and_a_disconnect_leaves_nothing(tiny_repo:
         assert app.state.stream_sessions == set()
         with in_process_stream(client, "") as again:
             assert again.receive()["type"] == "ready"
+
+
+def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.stream import session as session_module
+
+    real = session_module.select_detections
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "select_detections", flaky)
+    app = create_app(Settings(models_dir=tiny_repo))
+    with TestClient(app) as client, in_process_stream(client, "") as stream:
+        stream.receive()
+        stream.send(build_frame_message(RED, "first"))
+        failed = stream.receive()
+        assert failed == {
+            "type": "error", "frame_index": 0, "frame_id": "first", "timestamp": None,
+            "error": "internal error",
+        }  # fmt: skip
+        stream.send(build_frame_message(RED, "second"))
+        assert stream.receive()["frame_id"] == "second"

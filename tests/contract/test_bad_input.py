@@ -1,0 +1,154 @@
+"""A corpus of hostile input against a live uvicorn: each gets the right 4xx with a clear
+``{"error": ...}``, normal requests are answered right after, and memory comes back."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import LiveServer
+from tests.contract.test_errors import png_declaring
+from tests.images import encode, solid_rgb
+
+RED = encode(solid_rgb(48, 48, (220, 0, 0)))
+JPEG = encode(solid_rgb(48, 48, (220, 0, 0)), "JPEG")
+
+
+def _save(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repo: Path) -> Iterator[LiveServer]:
+    live = LiveServer(tiny_repo, POLYPSERVE_BODY_TIMEOUT_S="1.5")
+    live.wait_until_ready()
+    yield live
+    live.stop()
+
+
+IMAGE_CORPUS: list[tuple[str, bytes, str, int]] = [
+    ("empty", b"", "image/jpeg", 400),
+    ("truncated jpeg", JPEG[: len(JPEG) // 2], "image/jpeg", 400),
+    ("truncated png", RED[:40], "image/png", 400),
+    ("truncated webp", encode(solid_rgb(48, 48, (1, 2, 3)), "WEBP")[:30], "image/webp", 400),
+    ("corrupt jpeg", JPEG[:20] + bytes(range(256)) * 4, "image/jpeg", 400),
+    ("png header, garbage body", RED[:33] + b"\x00garbage" * 50, "image/png", 400),
+    ("decompression bomb", png_declaring(50_000, 50_000), "image/png", 413),
+    ("gif as jpeg", encode(solid_rgb(8, 8, (0, 0, 0)), "GIF"), "image/jpeg", 415),
+    ("pdf as jpeg", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "image/jpeg", 400),
+    ("1x1", encode(solid_rgb(1, 1, (9, 9, 9))), "image/png", 200),
+    ("65535 wide", encode(solid_rgb(65_535, 1, (9, 9, 9))), "image/png", 200),
+    ("cmyk", _save(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"), "image/jpeg", 200),
+    (
+        "16-bit",
+        _save(Image.fromarray(np.full((16, 16), 60000, np.uint16)), "PNG"),
+        "image/png",
+        200,
+    ),
+    ("palette", _save(Image.new("P", (16, 16), 1), "PNG"), "image/png", 200),
+    ("alpha", _save(Image.new("RGBA", (16, 16), (255, 0, 0, 128)), "PNG"), "image/png", 200),
+]
+
+FORECAST_CORPUS: list[tuple[str, bytes, int]] = [
+    ("NaN", b'{"horizon": 1, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, NaN]}]}', 422),
+    ("infinity", b'{"horizon": 1, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, Infinity]}]}', 422),
+    ("strings", b'{"horizon": 1, "series": [{"values": ["a", "b"]}]}', 422),
+    ("nested", b'{"horizon": 1, "series": [{"values": [[1, 2], [3]]}]}', 422),
+    ("a million values", json.dumps({"horizon": 1, "series": [{"values": [1.0] * 1_000_000}]})
+     .encode(), 422),
+    ("horizon 0", b'{"horizon": 0, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
+    ("horizon -1", b'{"horizon": -1, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
+    ("horizon 1e9", b'{"horizon": 1000000000, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}',
+     422),
+    ("malformed", b'{"horizon": 1, "series": [', 422),
+    ("huge", b'{"horizon": 1, "pad": "' + b"x" * (21 * 1024 * 1024) + b'"}', 413),
+]  # fmt: skip
+
+
+def test_the_whole_corpus_gets_clear_answers_and_memory_returns(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for _ in range(20):  # warm up allocators before the baseline
+            client.post("/v1/classify", content=RED, headers={"content-type": "image/png"})
+        baseline = _rss_mb(server.process.pid)
+        answers = []
+        for _ in range(3):
+            for name, body, media_type, status in IMAGE_CORPUS:
+                response = client.post(
+                    "/v1/detect", content=body, headers={"content-type": media_type}
+                )
+                answers.append((name, response.status_code, status, response.json()))
+            for name, body, status in FORECAST_CORPUS:
+                response = client.post(
+                    "/v1/forecast", content=body, headers={"content-type": "application/json"}
+                )
+                answers.append((name, response.status_code, status, response.json()))
+            for path in ("/v1/detect?model=", "/v1/detect?model=..%2F..%2Fetc%2Fpasswd",
+                         "/v1/detect?model=unknown"):  # fmt: skip
+                response = client.post(path, content=RED, headers={"content-type": "image/png"})
+                answers.append((path, response.status_code, 404, response.json()))
+            fields = [("field", (None, "x")) for _ in range(1000)]
+            many = client.post("/v1/classify", files=[*fields, ("image", ("a.png", RED))])
+            answers.append(("1000 fields", many.status_code, 400, many.json()))
+            none = client.post("/v1/classify", files=[("picture", ("a.png", RED))])
+            answers.append(("no image field", none.status_code, 400, none.json()))
+        wrong = [(n, got, want) for n, got, want, _ in answers if got != want]
+        assert wrong == []
+        assert all(
+            isinstance(body.get("error", ""), str) for _, got, _, body in answers if got >= 400
+        )
+        assert all(body["error"] for _, got, _, body in answers if got >= 400)
+        ok = client.post("/v1/classify", content=RED, headers={"content-type": "image/png"})
+        assert ok.status_code == 200
+        time.sleep(0.5)
+        grown = _rss_mb(server.process.pid) - baseline
+    assert grown < 150, f"resident memory grew by {grown:.0f} MB"
+
+
+def test_a_slow_upload_is_cut_off_and_does_not_block_others(server: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as slow:
+        slow.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 100000\r\n\r\n" + RED[:10]
+        )
+        started = time.monotonic()
+        fast = httpx.post(f"{server.url}/v1/classify", content=RED,
+                          headers={"content-type": "image/png"})  # fmt: skip
+        assert fast.status_code == 200 and time.monotonic() - started < 1.0
+        slow.settimeout(10)
+        answer = slow.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive" in answer
+
+
+def test_slow_streamed_body_over_the_limit_is_413(server: LiveServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(22):
+            yield b"\0" * (1024 * 1024)
+            time.sleep(0.01)
+
+    response = httpx.post(f"{server.url}/v1/detect", content=chunks(),
+                          headers={"content-type": "image/png"}, timeout=30)  # fmt: skip
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_a_multi_image_request_splits_into_batches(server: LiveServer) -> None:
+    files = [("image", (f"{i}.png", RED, "image/png")) for i in range(20)]
+    response = httpx.post(f"{server.url}/v1/classify", files=files, timeout=30)
+    assert response.status_code == 200 and len(response.json()["results"]) == 20
