@@ -1,6 +1,7 @@
 """Dynamic batching: one queue per model version, gathered into one ``session.run``.
 
-Requests add items (feeds whose leading axis is their row count) to a bounded queue. A worker
+A request first takes one of ``max_queue_size`` admission places (refused at once when none is
+free), then adds items (feeds whose leading axis is their row count) to the queue. A worker
 takes the first item, waits up to ``max_queue_delay_ms`` for more with the same trailing shapes,
 up to ``max_batch_size`` rows, runs them as one batch in a thread, and hands each item its rows
 of the outputs. While a batch runs, the next one gathers, so batches grow with load by
@@ -11,9 +12,10 @@ before its batch starts is dropped and its caller answered 504.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -88,6 +90,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix="infer")
         self._closing = False
         self._running = 0
+        self._admitted = 0
         self.stats = BatchStats()
         # Called once per batch with (rows, each item's queue seconds, compute seconds).
         self.observers: list[Callable[[int, list[float], float], None]] = []
@@ -95,6 +98,23 @@ class Batcher:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """Hold one of ``max_queue_size`` places for a request from before its body is read
+        until it is answered, so overload is refused before any work is spent on it."""
+        if self._closing:
+            raise OverloadedError("the model is shutting down", retry_after_s=1)
+        if self._admitted >= self.config.max_queue_size:
+            raise OverloadedError(
+                f"the model is at its limit of {self.config.max_queue_size} requests",
+                retry_after_s=1,
+            )
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
 
     async def infer(self, feeds: Feeds) -> list[np.ndarray]:
         """Run ``feeds`` (leading axis = rows) in some batch; returns this item's outputs."""

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     # Dynamic batching defaults; models/<name>/config.json may override them per model, and the
     # batch size defaults to the manifest's.
     max_queue_delay_ms: float = Field(0.0, ge=0.0)
-    max_queue_size: int = Field(64, gt=0)
+    # Requests admitted per model (decoding, queued or running); more get 503 at once.
+    max_queue_size: int = Field(32, gt=0)
     request_timeout_ms: float = Field(10_000.0, gt=0.0)
     batch_instances: int = Field(1, gt=0)
 
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
     # Triton's model repository API (index, load, unload) under /v2/repository.
     model_control: bool = True
 
+    # Threads decoding images at once; beyond the cores they only slow each other down.
+    decode_threads: int = Field(2, gt=0)
     # Inference requests in flight in this process, all models together; more get 503.
     max_in_flight: int = Field(128, gt=0)
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from anyio import CapacityLimiter
+from fastapi import Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from service.config import Settings
 from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
 from service.imaging import SUPPORTED_MEDIA_TYPES
+from service.manifest import Task
 from service.metrics import ServiceMetrics
-from service.registry import Registry
+from service.registry import ModelVersion, Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
 _RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}
@@ -28,6 +31,30 @@ def get_registry(request: Request) -> Registry:
     if not registry.loaded:
         raise NotReadyError("models are still loading")
     return registry
+
+
+def get_decoders(request: Request) -> CapacityLimiter:
+    """Threads that may decode images at once: more than the cores only thrash."""
+    limiter: CapacityLimiter = request.app.state.decode_limiter
+    return limiter
+
+
+def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
+    """A dependency that picks the task's model from ``model``/``version`` and holds one of its
+    admission places for the whole request. It comes before the body is read, so a request
+    beyond the limit is refused (503) before it costs anything."""
+
+    async def dependency(
+        registry: Annotated[Registry, Depends(get_registry)],
+        model: Annotated[str | None, Query(description="default: the task's default")] = None,
+        version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
+    ) -> AsyncIterator[ModelVersion]:
+        chosen = registry.for_task(task, model, version)
+        assert chosen.batcher is not None
+        with chosen.batcher.admission():
+            yield chosen
+
+    return dependency
 
 
 def get_metrics(request: Request) -> ServiceMetrics:
@@ -66,3 +93,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ImageBlobs = Annotated[list[bytes], Depends(get_image_blobs)]
+DecodersDep = Annotated[CapacityLimiter, Depends(get_decoders)]
+Classifier = Annotated[ModelVersion, Depends(admitted("classification"))]
+Detector = Annotated[ModelVersion, Depends(admitted("detection"))]
+Segmenter = Annotated[ModelVersion, Depends(admitted("segmentation"))]

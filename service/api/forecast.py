@@ -11,6 +11,7 @@ from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidParameterError
 from service.forecast import finish_forecast, prepare_series
 from service.predict import StageTimer, complete, infer
+from service.registry import ModelVersion
 from service.schemas import ForecastRequest, ForecastResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
@@ -29,10 +30,19 @@ async def forecast_series(
         )
     model = registry.for_task("forecasting", request.model, request.version)
     assert model.manifest is not None and model.manifest.forecasting is not None
+    assert model.batcher is not None
+    with model.batcher.admission():
+        return await _forecast(model, request, settings.max_series_length)
+
+
+async def _forecast(
+    model: ModelVersion, request: ForecastRequest, max_length: int
+) -> dict[str, Any]:
+    assert model.manifest is not None and model.manifest.forecasting is not None
     decoding = model.manifest.forecasting
     timer = StageTimer()
     with timer.stage("preprocess"):
-        prepared = prepare_series(decoding, request, settings.max_series_length)
+        prepared = prepare_series(decoding, request, max_length)
     outputs = await infer(model, {decoding.series_input: prepared.batch}, timer)
     with timer.stage("postprocess"):
         results = finish_forecast(decoding, request, prepared, outputs[decoding.forecast_output])

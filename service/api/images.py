@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from service.api.deps import ImageBlobs, RegistryDep, SettingsDep
+from service.api.deps import (
+    Classifier,
+    DecodersDep,
+    Detector,
+    ImageBlobs,
+    Segmenter,
+    SettingsDep,
+)
 from service.api.errors import ERROR_RESPONSES
 from service.config import Settings
 from service.errors import InvalidParameterError
@@ -38,18 +45,15 @@ IMAGE_BODY: dict[str, Any] = {
     }
 }
 
-ModelName = Annotated[str | None, Query(description="model name; default: the task's default")]
-ModelVersionNumber = Annotated[int | None, Query(ge=1, description="default: highest ready")]
-
 
 async def _infer(
-    model: ModelVersion, blobs: list[bytes], settings: Settings
+    model: ModelVersion, blobs: list[bytes], settings: Settings, decoders: CapacityLimiter
 ) -> tuple[dict[str, Any], list[Placement], StageTimer]:
     """Decode in a worker thread, then run through the model's batcher."""
     assert model.manifest is not None
     timer = StageTimer()
     batch, placements = await to_thread.run_sync(
-        prepare_batch, model, blobs, settings.max_image_pixels, timer
+        prepare_batch, model, blobs, settings.max_image_pixels, timer, limiter=decoders
     )
     outputs = await infer(model, {model.manifest.inputs[0].name: batch}, timer)
     return outputs, placements, timer
@@ -65,16 +69,14 @@ def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dic
 
 @router.post("/classify", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def classify_images(
+    chosen: Classifier,
     blobs: ImageBlobs,
-    registry: RegistryDep,
     settings: SettingsDep,
-    model: ModelName = None,
-    version: ModelVersionNumber = None,
+    decoders: DecodersDep,
     top_k: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> dict[str, Any]:
-    chosen = registry.for_task("classification", model, version)
     assert chosen.manifest is not None
-    outputs, _, timer = await _infer(chosen, blobs, settings)
+    outputs, _, timer = await _infer(chosen, blobs, settings, decoders)
     with timer.stage("postprocess"):
         results = classify(chosen, outputs, top_k or chosen.manifest.defaults.top_k)
     return _response(chosen, results, timer)
@@ -82,19 +84,17 @@ async def classify_images(
 
 @router.post("/detect", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def detect_objects(
+    chosen: Detector,
     blobs: ImageBlobs,
-    registry: RegistryDep,
     settings: SettingsDep,
-    model: ModelName = None,
-    version: ModelVersionNumber = None,
+    decoders: DecodersDep,
     score_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     iou_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     max_detections: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> dict[str, Any]:
-    chosen = registry.for_task("detection", model, version)
     assert chosen.manifest is not None
     defaults = chosen.manifest.defaults
-    outputs, placements, timer = await _infer(chosen, blobs, settings)
+    outputs, placements, timer = await _infer(chosen, blobs, settings, decoders)
     with timer.stage("postprocess"):
         results = detect(
             chosen,
@@ -114,18 +114,16 @@ async def detect_objects(
     openapi_extra=IMAGE_BODY,
 )
 async def segment_images_route(
+    chosen: Segmenter,
     blobs: ImageBlobs,
-    registry: RegistryDep,
     settings: SettingsDep,
-    model: ModelName = None,
-    version: ModelVersionNumber = None,
+    decoders: DecodersDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
-    chosen = registry.for_task("segmentation", model, version)
     wants_png = accept is not None and "image/png" in accept.lower()
     if wants_png and len(blobs) != 1:
         raise InvalidParameterError("a PNG mask is returned for a single image only")
-    outputs, placements, timer = await _infer(chosen, blobs, settings)
+    outputs, placements, timer = await _infer(chosen, blobs, settings, decoders)
     with timer.stage("postprocess"):
         results, masks = await to_thread.run_sync(segment_images, chosen, outputs, placements)
     if wants_png:

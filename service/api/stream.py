@@ -97,7 +97,7 @@ async def stream(websocket: WebSocket) -> None:
         model, smoothing,
         defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
         params.max_detections or defaults.max_detections,
-        settings.max_image_pixels, send, close,
+        settings.max_image_pixels, send, close, websocket.app.state.decode_limiter,
     )  # fmt: skip
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))

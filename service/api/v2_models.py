@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from service import __version__
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.config import Settings
 from service.errors import InvalidInputError, is_whole_number
 from service.predict import StageTimer, complete, infer
 from service.registry import ModelVersion, Registry
@@ -174,7 +175,14 @@ async def model_infer(
     version: str | None = None,
 ) -> Response:  # fmt: skip
     model = _model(registry, name, version)
+    assert model.manifest is not None and model.batcher is not None
+    with model.batcher.admission():
+        return await _infer(request, model, settings)
+
+
+async def _infer(request: Request, model: ModelVersion, settings: Settings) -> Response:
     assert model.manifest is not None
+    name = model.name
     timer = StageTimer()
     with timer.stage("decode"):
         body = decompress(

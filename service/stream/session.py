@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 
 from service.errors import PolypServeError
 from service.predict import StageTimer, complete, infer, prepare_batch
@@ -81,6 +81,7 @@ class StreamSession:
         max_pixels: int,
         send: Send,
         close: Callable[[int, str], Awaitable[None]],
+        decoders: CapacityLimiter,
     ) -> None:
         self.model = model
         self.smoothing = smoothing
@@ -89,6 +90,7 @@ class StreamSession:
         self.max_pixels = max_pixels
         self._send = send
         self._close = close
+        self.decoders = decoders
         self._frames: LatestSlot[Frame] = LatestSlot()
         self._decoded: LatestSlot[DecodedFrame] = LatestSlot()
         self.tracker = Tracker(smoothing)
@@ -126,8 +128,9 @@ class StreamSession:
             timer.stages["queue"] = (time.perf_counter() - frame.received) * 1000.0
             try:
                 batch, (placement,) = await to_thread.run_sync(
-                    prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer
-                )
+                    prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer,
+                    limiter=self.decoders,
+                )  # fmt: skip
             except Exception as exc:
                 await self._frame_failed(frame, exc)
                 continue

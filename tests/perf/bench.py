@@ -83,6 +83,8 @@ def median_load(url: str, body: Path, concurrency: int, seconds: float, runs: in
         p99_ms=statistics.median(r.p99_ms for r in results),
         errors=sum(r.errors for r in results),
         requests=sum(r.requests for r in results),
+        statuses={},
+        socket_errors=sum(r.socket_errors for r in results),
     )
 
 
@@ -149,7 +151,11 @@ def main() -> None:
     if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
         body = workdir / "1920x1080.jpg"
         body.write_bytes(make_frame(FRAMES["1920x1080"]))
-        result = overload(args.models_dir / "polyp-detector", body, args.seconds * 2)
+        server = servers.polypserve(args.models_dir / "polyp-detector")
+        try:
+            result = overload(server.url + "/v1/detect", body, args.seconds * 2, server.process.pid)
+        finally:
+            server.stop()
         rows.append({"overload": result})
         print("overload:", json.dumps(result), flush=True)
     if args.json:

@@ -23,6 +23,8 @@ class LoadResult:
     p99_ms: float
     errors: int  # non-2xx answers and socket errors
     requests: int
+    statuses: dict[str, int]  # answers by status code
+    socket_errors: int
 
 
 def wrk_available() -> bool:
@@ -38,6 +40,19 @@ wrk.headers["Content-Type"] = "{content_type}"
 local f = io.open("{body_path}", "rb")
 wrk.body = f:read("*all")
 f:close()
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) counts = {{}} end
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("counts")) do
+      io.write(string.format("status %d %d\\n", status, count))
+    end
+  end
+end
 """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script)
@@ -59,14 +74,17 @@ def parse_wrk(output: str) -> LoadResult:
     seconds_match = re.search(r"requests in ([\d.]+)(us|ms|s|m)", output)
     assert seconds_match is not None
     seconds = float(seconds_match.group(1)) * _UNITS[seconds_match.group(2)] / 1000.0
+    statuses: dict[str, int] = {}
+    for status, count in re.findall(r"^status (\d+) (\d+)$", output, re.M):
+        statuses[status] = statuses.get(status, 0) + int(count)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    if socket:
-        errors += sum(int(g) for g in socket.groups())
+    socket_errors = sum(int(g) for g in socket.groups()) if socket else 0
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + socket_errors
     return LoadResult(
         throughput=(requests - errors) / seconds if seconds else 0.0,
         p50_ms=latency("50"), p99_ms=latency("99"), errors=errors, requests=requests,
+        statuses=statuses, socket_errors=socket_errors,
     )  # fmt: skip

@@ -1,12 +1,13 @@
-"""Overload: requests offered open-loop at 4x polypserve's measured capacity.
+"""Overload: four times the load that saturates polypserve, for a while.
 
-Admitted requests must keep a bounded latency and the rest must be refused quickly (503 with
-Retry-After), rather than every request slowing down together.
+wrk holds ``4 x saturating`` connections busy (closed loop) while a slow probe client measures
+what a request sees: admitted ones must keep a bounded latency, the rest must be refused at once
+(503 with Retry-After) rather than everything slowing down together.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,62 +15,72 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.perf import servers
 from tests.perf.load import run_wrk
 
-
-async def open_loop(url: str, body: bytes, rate: float, seconds: float) -> list[tuple[int, float]]:
-    """Send at ``rate`` per second regardless of answers; (status, latency ms) per request."""
-    results: list[tuple[int, float]] = []
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
-
-        async def one() -> None:
-            begin = time.perf_counter()
-            try:
-                response = await client.post(
-                    url, content=body, headers={"content-type": "image/jpeg"}
-                )
-                status = response.status_code
-            except httpx.HTTPError:
-                status = 0
-            results.append((status, (time.perf_counter() - begin) * 1000.0))
-
-        tasks = []
-        start = time.perf_counter()
-        count = int(rate * seconds)
-        for index in range(count):
-            delay = start + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    return results
+SATURATING_CONNECTIONS = 8
 
 
-def overload(
-    model_dir: Path, body_path: Path, seconds: float, factor: float = 4.0
-) -> dict[str, Any]:
-    server = servers.polypserve(model_dir)
-    try:
-        url = server.url + "/v1/detect"
-        unloaded = run_wrk(url, body_path, "image/jpeg", 8, seconds)
-        rate = unloaded.throughput * factor
-        results = asyncio.run(open_loop(url, body_path.read_bytes(), rate, seconds))
-    finally:
-        server.stop()
-    admitted = np.array([ms for status, ms in results if status == 200])
-    refused = np.array([ms for status, ms in results if status == 503])
-    others = [status for status, _ in results if status not in (200, 503)]
-    admitted_p99 = float(np.percentile(admitted, 99)) if admitted.size else float("nan")
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Probe(threading.Thread):
+    """One request every ``interval`` s; records (status, latency ms, Retry-After)."""
+
+    def __init__(self, url: str, body: bytes, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body, self.interval = url, body, interval
+        self.samples: list[tuple[int, float, str | None]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self.stopping.is_set():
+                begin = time.perf_counter()
+                try:
+                    response = client.post(
+                        self.url, content=self.body, headers={"content-type": "image/jpeg"}
+                    )
+                    status, retry = response.status_code, response.headers.get("retry-after")
+                except httpx.HTTPError:
+                    status, retry = 0, None
+                self.samples.append((status, (time.perf_counter() - begin) * 1000, retry))
+                time.sleep(self.interval)
+
+
+def overload(url: str, body_path: Path, seconds: float, server_pid: int) -> dict[str, Any]:
+    unloaded = run_wrk(url, body_path, "image/jpeg", SATURATING_CONNECTIONS, min(seconds, 5))
+    baseline_rss = _rss_mb(server_pid)
+    probe = Probe(url, body_path.read_bytes())
+    probe.start()
+    loaded = run_wrk(url, body_path, "image/jpeg", 4 * SATURATING_CONNECTIONS, seconds)
+    probe.stopping.set()
+    probe.join()
+    admitted = np.array([ms for status, ms, _ in probe.samples if status == 200])
+    refused = np.array([ms for status, ms, _ in probe.samples if status == 503])
+
+    def p(values: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(values, q)), 1) if values.size else None
+
     return {
         "capacity_per_s": round(unloaded.throughput, 1),
         "unloaded_p99_ms": round(unloaded.p99_ms, 1),
-        "offered_per_s": round(rate, 1),
-        "admitted": int(admitted.size),
-        "admitted_p99_ms": round(admitted_p99, 1),
-        "admitted_p99_over_unloaded": round(admitted_p99 / unloaded.p99_ms, 2),
-        "refused_503": int(refused.size),
-        "refused_p50_ms": round(float(np.median(refused)), 1) if refused.size else None,
-        "other_failures": len(others),
+        "overloaded_statuses": loaded.statuses,
+        "socket_errors": loaded.socket_errors,
+        "served_per_s": round(loaded.throughput, 1),
+        "probe_admitted": int(admitted.size),
+        "probe_admitted_p99_ms": p(admitted, 99),
+        "admitted_p99_over_unloaded": (
+            round(float(np.percentile(admitted, 99)) / unloaded.p99_ms, 2)
+            if admitted.size
+            else None
+        ),
+        "probe_refused": int(refused.size),
+        "probe_refused_p50_ms": p(refused, 50),
+        "refusals_with_retry_after": all(r is not None for s, _, r in probe.samples if s == 503),
+        "probe_failures": [s for s, _, _ in probe.samples if s not in (200, 503)],
+        "rss_growth_mb": round(_rss_mb(server_pid) - baseline_rss, 1),
     }

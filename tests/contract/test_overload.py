@@ -1,0 +1,51 @@
+"""Overload against a live uvicorn: four times the saturating load for 30 s.
+
+Functional properties are asserted; the timings are printed, not asserted (the machine is
+small and noisy; ``python -m tests.perf.bench`` reports them): nothing is lost, refusals are
+503 with Retry-After and come back faster than admitted requests, memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import LiveServer
+from tests.images import encode
+from tests.perf.overload import overload
+
+SECONDS = 30.0
+
+
+def test_four_times_the_saturating_load_loses_nothing(tiny_repo: Path, tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is missing; .ci/run installs Debian's wrk")
+        pytest.skip("Debian's wrk is not installed")
+    y, x = np.mgrid[0:1080, 0:1920]
+    frame = tmp_path / "frame.jpg"
+    frame.write_bytes(encode(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8),
+                             "JPEG", quality=90))  # fmt: skip
+    server = LiveServer(tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16")
+    try:
+        server.wait_until_ready()
+        result = overload(server.url + "/v1/detect", frame, SECONDS, server.process.pid)
+        after = httpx.post(server.url + "/v1/detect", content=frame.read_bytes(),
+                           headers={"content-type": "image/jpeg"})  # fmt: skip
+    finally:
+        server.stop()
+    print("\noverload:", json.dumps(result))
+    assert set(result["overloaded_statuses"]) <= {"200", "503"}, result
+    assert result["socket_errors"] == 0 and result["probe_failures"] == []
+    assert result["overloaded_statuses"].get("503", 0) > 0 and result["probe_admitted"] > 0
+    assert result["refusals_with_retry_after"]
+    if result["probe_refused"]:
+        assert result["probe_refused_p50_ms"] < result["probe_admitted_p99_ms"]
+    assert result["rss_growth_mb"] < 200
+    assert after.status_code == 200
