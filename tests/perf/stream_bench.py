@@ -104,7 +104,7 @@ async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float
     }
 
 
-async def replay_sequences(url: str, data_root: Path) -> dict[str, Any]:
+async def replay_sequences(url: str, data_root: Path, query: str = "") -> dict[str, Any]:
     root = data_root / "cvc-clinicdb"
     with (root / "sequences.csv").open() as handle:
         sequences: dict[str, list[str]] = defaultdict(list)
@@ -115,7 +115,7 @@ async def replay_sequences(url: str, data_root: Path) -> dict[str, Any]:
     total_frames = 0
     for frames in sequences.values():
         frames.sort(key=int)
-        async with connect(url, max_size=None) as ws:
+        async with connect(f"{url}?{query}", max_size=None) as ws:
             json.loads(await ws.recv())
             state = {kind: False for kind in counts}
             hit_any = {kind: False for kind in counts}

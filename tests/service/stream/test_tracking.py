@@ -72,3 +72,13 @@ def test_config_is_checked() -> None:
         SmoothingConfig(on_threshold=0.3, off_threshold=0.5)
     with pytest.raises(ValidationError, match="min_hits"):
         SmoothingConfig(min_hits=6, window=5)
+
+
+def test_a_fast_moving_polyp_keeps_its_track_by_centre_distance() -> None:
+    moved = BOX + np.array([80.0, 0.0, 80.0, 0.0])  # IoU 0.11, centre 0.57 diagonals away
+    near = Tracker(SmoothingConfig(min_hits=1, match_distance=1.0))
+    _feed(near, 0, [0.9])
+    assert _feed(near, 1, [0.9], moved) == [1]
+    far = Tracker(SmoothingConfig(min_hits=1, match_distance=0.0, max_misses=2))
+    _feed(far, 0, [0.9])
+    assert sorted(_feed(far, 1, [0.9], moved)) == [1, 2]  # a second, new track
