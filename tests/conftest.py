@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -98,17 +99,26 @@ def live_server(tiny_repo: Path) -> Iterator[LiveServer]:
         server.stop()
 
 
+@asynccontextmanager
+async def app_client(
+    settings: Settings, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app in-process, its lifespan entered (models loaded)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
 @pytest.fixture(params=["asgi", "uvicorn"])
 async def client(
     request: pytest.FixtureRequest, tiny_repo: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The same contract tests, in-process (lifespan entered) and over a real socket."""
     if request.param == "asgi":
-        app = create_app(Settings(models_dir=tiny_repo, intra_op_threads=1))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                yield http
+        async with app_client(Settings(models_dir=tiny_repo, intra_op_threads=1)) as http:
+            yield http
     else:
         server: LiveServer = request.getfixturevalue("live_server")
         async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from service.app import create_app
 from service.config import Settings
+from tests.conftest import app_client
 from tests.contract.stream_clients import in_process_stream
 from tests.images import encode, solid_rgb
 
@@ -31,11 +32,8 @@ def _settings(repo: Path, tmp_path: Path, **extra: object) -> Settings:
 
 @pytest.fixture
 async def http(tiny_repo: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(_settings(tiny_repo, tmp_path))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with app_client(_settings(tiny_repo, tmp_path)) as client:
+        yield client
 
 
 PROTECTED = [
@@ -70,13 +68,10 @@ async def test_health_metrics_and_viewer_stay_open(http: httpx.AsyncClient, path
 
 
 async def test_metrics_can_be_protected(tiny_repo: Path, tmp_path: Path) -> None:
-    app = create_app(_settings(tiny_repo, tmp_path, auth_metrics=True))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert (await client.get("/metrics")).status_code == 401
-            ok = await client.get("/metrics", headers={"X-API-Key": KEYS[0]})
-            assert ok.status_code == 200
+    async with app_client(_settings(tiny_repo, tmp_path, auth_metrics=True)) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        ok = await client.get("/metrics", headers={"X-API-Key": KEYS[0]})
+        assert ok.status_code == 200
 
 
 async def test_cors_only_for_configured_origins(http: httpx.AsyncClient) -> None:

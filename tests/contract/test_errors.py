@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import create_app
 from service.config import Settings
 from service.logs import JsonFormatter
+from tests.conftest import app_client
 from tests.images import encode, solid_rgb
 from tests.model_factory import build_classifier
 
@@ -104,16 +104,13 @@ async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
         raise RuntimeError("a bug in post-processing /secret/path")
 
     monkeypatch.setattr("service.api.images.detect", broken)
-    app = create_app(Settings(models_dir=tiny_repo))
     formatter = JsonFormatter()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.post(
-                "/v1/detect", content=RED,
-                headers={"content-type": "image/png", "x-request-id": "req-500"},
-            )  # fmt: skip
-            assert (await http.get("/v2/health/live")).status_code == 200
+    async with app_client(Settings(models_dir=tiny_repo), raise_app_exceptions=False) as http:
+        response = await http.post(
+            "/v1/detect", content=RED,
+            headers={"content-type": "image/png", "x-request-id": "req-500"},
+        )  # fmt: skip
+        assert (await http.get("/v2/health/live")).status_code == 200
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error"}  # no path, no traceback
     logged = [json.loads(formatter.format(r)) for r in caplog.records if r.levelname == "ERROR"]
@@ -124,11 +121,8 @@ async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
 
 async def test_zero_loadable_models_is_not_ready_and_says_so(tmp_path: Path) -> None:
     (build_classifier(tmp_path) / "model.onnx").write_bytes(b"broken")
-    app = create_app(Settings(models_dir=tmp_path))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            ready = await http.get("/v2/health/ready")
-            models = (await http.get("/v1/models")).json()["models"]
+    async with app_client(Settings(models_dir=tmp_path)) as http:
+        ready = await http.get("/v2/health/ready")
+        models = (await http.get("/v1/models")).json()["models"]
     assert ready.status_code == 503 and "no model is ready" in ready.json()["error"]
     assert models[0]["versions"][0]["state"] == "failed"

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.app import create_app
 from service.config import Settings
 from service.tasks.segmentation import rle_decode
-from tests.conftest import DATA_ROOT, REPO_ROOT, LiveServer
+from tests.conftest import DATA_ROOT, REPO_ROOT, LiveServer, app_client
 
 pytestmark = pytest.mark.anyio
 MODELS = REPO_ROOT / "models"
@@ -60,11 +59,8 @@ async def shipped(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCl
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             yield http
     elif request.param == "asgi":
-        app = create_app(Settings(models_dir=MODELS))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                yield http
+        async with app_client(Settings(models_dir=MODELS)) as http:
+            yield http
     else:
         server: LiveServer = request.getfixturevalue("shipped_server")
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:

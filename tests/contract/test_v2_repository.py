@@ -15,9 +15,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from service.app import create_app
 from service.config import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, app_client
 from tests.model_factory import build_classifier, build_forecaster
 
 
@@ -124,9 +123,6 @@ def test_polypserve_cli_drives_the_control_api(server: LiveServer, tmp_path: Pat
 @pytest.mark.anyio
 async def test_the_control_api_can_be_turned_off(tmp_path: Path) -> None:
     build_classifier(tmp_path)
-    app = create_app(Settings(models_dir=tmp_path, model_control=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.post("/v2/repository/models/tiny-classifier/unload")
+    async with app_client(Settings(models_dir=tmp_path, model_control=False)) as http:
+        response = await http.post("/v2/repository/models/tiny-classifier/unload")
     assert response.status_code == 404 and "turned off" in response.json()["error"]
