@@ -23,7 +23,7 @@ PYTHON = BIN / "python"
 
 def ensure_environment(extras: str) -> None:
     """Create ``.venv`` and install the project with ``extras``; skipped when up to date."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before any venv exists
         sys.exit("polypserve needs Python 3.11 or newer")
     stamp = VENV / f".installed-{extras or 'base'}"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
@@ -34,7 +34,7 @@ def ensure_environment(extras: str) -> None:
         try:
             venv.EnvBuilder(with_pip=True).create(VENV)
         except subprocess.CalledProcessError:
-            sys.exit("venv could not install pip: on Debian/Ubuntu run: apt-get install python3-venv")
+            sys.exit("venv could not install pip; on Debian/Ubuntu: apt-get install python3-venv")
     target = f".[{extras}]" if extras else "."
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     run([*pip, "--upgrade", "pip"])
