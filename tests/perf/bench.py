@@ -88,6 +88,31 @@ def median_load(url: str, body: Path, concurrency: int, seconds: float, runs: in
     )
 
 
+# (uvicorn workers, ONNX Runtime intra-op threads, decode threads) per process
+THREADING = [(1, 1, 1), (1, 2, 2), (1, 0, 2), (2, 1, 1), (2, 2, 1)]
+
+
+def threading_study(model_dir: Path, seconds: float, runs: int) -> None:
+    """Throughput and p99 of the detector on 1080p frames at concurrency 8, per layout."""
+    body = Path(tempfile.mkdtemp(prefix="bench-")) / "1920x1080.jpg"
+    body.write_bytes(make_frame(FRAMES["1920x1080"]))
+    for workers, intra, decoders in THREADING:
+        server = servers.polypserve(
+            model_dir, workers=str(workers), intra_op_threads=str(intra),
+            decode_threads=str(decoders),
+        )  # fmt: skip
+        try:
+            result = median_load(server.url + "/v1/detect", body, 8, seconds, runs)
+        finally:
+            server.stop()
+        print(
+            f"workers {workers} intra-op {intra or 'auto'} decode {decoders}: "
+            f"{result.throughput:6.1f}/s p50 {result.p50_ms:6.1f} ms p99 {result.p99_ms:6.1f} ms "
+            f"errors {result.errors}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -97,9 +122,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--threading", action="store_true",
+        help="instead: ORT intra-op threads against uvicorn workers, detector, 1080p, c=8",
+    )  # fmt: skip
     args = parser.parse_args()
     if not wrk_available():
         raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.threading:
+        threading_study(args.models_dir / "polyp-detector", args.seconds, args.runs)
+        return
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     for name in args.models:
