@@ -56,7 +56,19 @@ def _extra() -> dict[str, np.ndarray]:
     }
     for column in ("realgdp", "cpi", "unemp", "m1", "tbilrate", "realinv"):
         out[f"macro_{column}"] = macro[column].to_numpy()
-    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+    return {k: _finite(np.asarray(v, np.float64)) for k, v in out.items()}
+
+
+def _finite(y: np.ndarray) -> np.ndarray:
+    """Trim missing values at the ends (ausbeer ends in a NaN); interpolate any inside."""
+    ok = np.flatnonzero(np.isfinite(y))
+    y = y[ok[0] : ok[-1] + 1]
+    missing = ~np.isfinite(y)
+    if missing.any():
+        idx = np.arange(len(y))
+        y = y.copy()
+        y[missing] = np.interp(idx[missing], idx[~missing], y[~missing])
+    return y
 
 
 LOADERS: dict[str, Callable[[], np.ndarray]] = {
