@@ -48,14 +48,16 @@ def shipped_server() -> Iterator[LiveServer]:
         server.stop()
 
 
-@pytest.fixture(params=["asgi", "uvicorn", "remote"])
+# A running stack (the compose contract-tests service) is tested too when its address is given.
+TRANSPORTS = ["asgi", "uvicorn", *(["remote"] if os.environ.get("POLYPSERVE_TEST_URL") else [])]
+
+
+@pytest.fixture(params=TRANSPORTS)
 async def shipped(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     if not any(p.is_dir() for p in MODELS.iterdir()):
         pytest.skip("no shipped models")
     if request.param == "remote":
-        url = os.environ.get("POLYPSERVE_TEST_URL")
-        if not url:
-            pytest.skip("POLYPSERVE_TEST_URL is not set (no running stack to test)")
+        url = os.environ["POLYPSERVE_TEST_URL"]
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             yield http
     elif request.param == "asgi":
