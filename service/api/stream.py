@@ -45,6 +45,7 @@ class StreamParams(BaseModel):
     window: int | None = None
     max_misses: int | None = None
     match_iou: float | None = None
+    match_distance: float | None = None
     box_alpha: float | None = None
 
 
@@ -52,7 +53,15 @@ def _smoothing(params: StreamParams, default_on: float) -> SmoothingConfig:
     on = default_on if params.score_threshold is None else params.score_threshold
     given = {
         name: getattr(params, name)
-        for name in ("off_threshold", "min_hits", "window", "max_misses", "match_iou", "box_alpha")
+        for name in (
+            "off_threshold",
+            "min_hits",
+            "window",
+            "max_misses",
+            "match_iou",
+            "match_distance",
+            "box_alpha",
+        )
         if getattr(params, name) is not None
     }
     given.setdefault("off_threshold", min(on, SmoothingConfig().off_threshold))
