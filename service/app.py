@@ -31,9 +31,10 @@ from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware, InFlightLimitMiddleware
 from service.config import Settings
 from service.lifecycle import LIFECYCLE
+from service.loading import ModelVersion
 from service.logs import RequestIdMiddleware, configure_logging
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
-from service.registry import ModelVersion, Registry
+from service.registry import Registry
 
 logger = logging.getLogger(__name__)
 

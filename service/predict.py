@@ -17,8 +17,8 @@ import numpy as np
 
 from service import imaging
 from service.batching import Feeds
+from service.loading import ModelVersion
 from service.manifest import Manifest, Preprocessing
-from service.registry import ModelVersion
 from service.tasks import classification, detection, segmentation
 from service.tasks.geometry import (
     Placement,

@@ -13,9 +13,10 @@ from starlette.formparsers import MultiPartException
 from service.config import Settings
 from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
 from service.imaging import SUPPORTED_MEDIA_TYPES
+from service.loading import ModelVersion
 from service.manifest import Task
 from service.metrics import ServiceMetrics
-from service.registry import ModelVersion, Registry
+from service.registry import Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
 _RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}

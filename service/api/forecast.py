@@ -10,8 +10,8 @@ from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidParameterError
 from service.forecast import finish_forecast, prepare_series
+from service.loading import ModelVersion
 from service.predict import StageTimer, complete, infer
-from service.registry import ModelVersion
 from service.schemas import ForecastRequest, ForecastResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)

@@ -20,9 +20,9 @@ from service.api.errors import ERROR_RESPONSES
 from service.config import Settings
 from service.errors import InvalidParameterError
 from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
+from service.loading import ModelVersion
 from service.predict import StageTimer, classify, complete, detect, infer, prepare_batch
 from service.predict import segment as segment_images
-from service.registry import ModelVersion
 from service.schemas import ImageResponse
 from service.tasks.geometry import Placement
 

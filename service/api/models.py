@@ -10,7 +10,8 @@ from service.api.deps import RegistryDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import ModelNotFoundError
 from service.forecast import forecast_limits
-from service.registry import ModelVersion, Registry
+from service.loading import ModelVersion
+from service.registry import Registry
 from service.schemas import ModelInfo, ModelList
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)

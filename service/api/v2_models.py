@@ -19,8 +19,9 @@ from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.config import Settings
 from service.errors import InvalidInputError, is_whole_number
+from service.loading import ModelVersion
 from service.predict import StageTimer, complete, infer
-from service.registry import ModelVersion, Registry
+from service.registry import Registry
 from service.v2.infer import build_response, decompress, parse_request
 from service.v2.tensors import FROM_ELEMENT_TYPE, TRITON_CONFIG_TYPES
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidInputError, ModelNotFoundError
-from service.registry import ModelVersion
+from service.loading import ModelVersion
 
 router = APIRouter(prefix="/v2/repository", tags=["v2"], responses=ERROR_RESPONSES)
 _retiring: set[asyncio.Task[None]] = set()

@@ -21,8 +21,8 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 
 from service.errors import PolypServeError
+from service.loading import ModelVersion
 from service.predict import StageTimer, complete, infer, prepare_batch
-from service.registry import ModelVersion
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
 from service.stream.tracking import SmoothingConfig, Tracker

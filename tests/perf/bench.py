@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from service.config import Settings
+from service.loading import load_version
 from service.predict import StageTimer, classify, detect, prepare_batch, segment
-from service.registry import load_version
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
 from tests.perf.overload import overload
