@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
+        send_timeout_s=settings.send_timeout_s,
     )
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ApiKeyMiddleware, settings=settings)

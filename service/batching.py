@@ -5,8 +5,8 @@ free), then adds items (feeds whose leading axis is their row count) to the queu
 takes the first item, waits up to ``max_queue_delay_ms`` for more with the same trailing shapes,
 up to ``max_batch_size`` rows, runs them as one batch in a thread, and hands each item its rows
 of the outputs. While a batch runs, the next one gathers, so batches grow with load by
-themselves. A full queue refuses at once (503 with Retry-After); an item whose deadline passes
-before its batch starts is dropped and its caller answered 504.
+themselves. An item whose deadline passes before its batch starts is dropped and its caller
+answered 504.
 """
 
 from __future__ import annotations
@@ -118,12 +118,10 @@ class Batcher:
 
     async def infer(self, feeds: Feeds) -> list[np.ndarray]:
         """Run ``feeds`` (leading axis = rows) in some batch; returns this item's outputs."""
+        # The queue needs no bound of its own: admission bounds the requests, and each stream
+        # session (their number capped) has at most one frame in it.
         if self._closing:
             raise OverloadedError("the model is shutting down", retry_after_s=1)
-        if len(self._queue) >= self.config.max_queue_size:
-            raise OverloadedError(
-                f"the queue is full ({self.config.max_queue_size} waiting)", retry_after_s=1
-            )
         self._ensure_workers()
         rows = next(iter(feeds.values())).shape[0]
         now = time.perf_counter()

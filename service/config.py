@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
     # Seconds for a whole request body to arrive (408 after): slow uploads cannot hold on.
     body_timeout_s: float = Field(30.0, gt=0.0)
+    # Seconds for each piece of a response to be taken by the client (it is cut off after).
+    send_timeout_s: float = Field(30.0, gt=0.0)
     max_image_pixels: int = Field(40_000_000, gt=0)
     max_images_per_request: int = Field(32, gt=0)
     max_form_fields: int = Field(64, gt=0)

@@ -26,10 +26,16 @@ class BodyTimeoutError(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
+    """Caps the request body (size and arrival time) and the time to hand out the response:
+    a client that never reads its answer is cut off instead of holding its place for ever."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float, send_timeout_s: float
+    ) -> None:
         self.app = app
         self.limit = max_body_bytes
         self.timeout = body_timeout_s
+        self.send_timeout = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +74,12 @@ class BodyLimitMiddleware:
                 body_complete = not message.get("more_body", False)
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def timed_send(message: Message) -> None:
+            # Each piece must reach the socket in time; a stalled reader raises here, which
+            # ends the request (and frees what it held) while others carry on.
+            await asyncio.wait_for(send(message), self.send_timeout)
+
+        await self.app(scope, counting_receive, timed_send)
 
 
 # Routes that run inference; the in-flight limit counts these only, so health and metrics

@@ -93,19 +93,17 @@ async def test_unbatchable_graphs_run_one_item_at_a_time() -> None:
     await batcher.close()
 
 
-async def test_full_queue_refuses_at_once_with_retry_after() -> None:
-    model = RecordingModel(seconds=0.2)
-    batcher = Batcher(model, BatchingConfig(max_batch_size=1, max_queue_size=2), True)
-    running = [asyncio.create_task(batcher.infer(_item(0)))]
-    await asyncio.sleep(0.05)  # item 0 runs
-    running += [asyncio.create_task(batcher.infer(_item(i))) for i in (1, 2)]
-    await asyncio.sleep(0.01)  # two wait: the queue is full
-    started = time.perf_counter()
-    with pytest.raises(OverloadedError) as refused:
-        await batcher.infer(_item(9))
-    assert time.perf_counter() - started < 0.05
+async def test_admission_refuses_at_once_with_retry_after() -> None:
+    batcher = Batcher(RecordingModel(), BatchingConfig(max_queue_size=2), batchable=True)
+    with batcher.admission(), batcher.admission():
+        started = time.perf_counter()
+        with pytest.raises(OverloadedError) as refused, batcher.admission():
+            pass
+        assert time.perf_counter() - started < 0.01
     assert refused.value.headers == {"Retry-After": "1"} and refused.value.status_code == 503
-    await asyncio.gather(*running)
+    with batcher.admission():  # places come back when requests end
+        (out,) = await batcher.infer(_item(1))
+    assert out[0, 0] == 2
     await batcher.close()
 
 
