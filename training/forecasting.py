@@ -340,6 +340,7 @@ def export_and_report(cfg, model, val_x, history, train_command) -> dict:
             horizon=HORIZON,
             quantiles=tuple(cfg.quantiles),
             normalisation="window_standard",
+            std_floor=EPS,
         ),
         provenance=Provenance(
             dataset="real series shipped in statsmodels, sktime and pmdarima: "

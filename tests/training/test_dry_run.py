@@ -63,6 +63,7 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     if task == "forecasting":
         assert manifest.forecasting is not None
         assert manifest.forecasting.normalisation == "window_standard"
+        assert manifest.forecasting.std_floor == forecasting_module_eps()
         assert manifest.forecasting.quantiles == (0.1, 0.5, 0.9)
 
 
@@ -77,3 +78,9 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
                                "--out-dir", str(tmp_path / "b"), "--work-dir",
                                str(tmp_path / "w2")])  # fmt: skip
     assert first == again
+
+
+def forecasting_module_eps() -> float:
+    from training.forecasting import EPS
+
+    return EPS
