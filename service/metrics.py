@@ -18,8 +18,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "polypserve_requests_total",
-            "HTTP requests by route template, method and status code.",
-            ["route", "method", "status"],
+            "HTTP requests by route template, model (inference routes), method and status.",
+            ["route", "model", "method", "status"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(
@@ -100,7 +100,9 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            # Inference routes name their model on the request's state (service.api.deps).
+            model = scope.get("state", {}).get("model", "")
+            self.metrics.requests.labels(template, model, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - start)
 
 

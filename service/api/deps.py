@@ -46,11 +46,13 @@ def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
     beyond the limit is refused (503) before it costs anything."""
 
     async def dependency(
+        request: Request,
         registry: Annotated[Registry, Depends(get_registry)],
         model: Annotated[str | None, Query(description="default: the task's default")] = None,
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> AsyncIterator[ModelVersion]:
         chosen = registry.for_task(task, model, version)
+        request.state.model = chosen.name
         assert chosen.batcher is not None
         with chosen.batcher.admission():
             yield chosen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
@@ -22,13 +22,14 @@ router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
     response_model=ForecastResponse,
 )
 async def forecast_series(
-    request: ForecastRequest, registry: RegistryDep, settings: SettingsDep
+    request: ForecastRequest, http_request: Request, registry: RegistryDep, settings: SettingsDep
 ) -> dict[str, Any]:
     if len(request.series) > settings.max_series_per_request:
         raise InvalidParameterError(
             f"{len(request.series)} series is over the limit of {settings.max_series_per_request}"
         )
     model = registry.for_task("forecasting", request.model, request.version)
+    http_request.state.model = model.name
     assert model.manifest is not None and model.manifest.forecasting is not None
     assert model.batcher is not None
     with model.batcher.admission():

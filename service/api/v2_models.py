@@ -176,6 +176,7 @@ async def model_infer(
     version: str | None = None,
 ) -> Response:  # fmt: skip
     model = _model(registry, name, version)
+    request.state.model = model.name
     assert model.manifest is not None and model.batcher is not None
     with model.batcher.admission():
         return await _infer(request, model, settings)

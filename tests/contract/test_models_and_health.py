@@ -46,7 +46,10 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     image = encode(solid_rgb(20, 20, (220, 0, 0)))
     await client.post("/v1/detect", content=image, headers={"content-type": "image/png"})
     text = (await client.get("/metrics")).text
-    assert 'polypserve_requests_total{method="POST",route="/v1/detect",status="200"}' in text
+    assert (
+        'polypserve_requests_total{method="POST",model="tiny-detector",route="/v1/detect",'
+        'status="200"}'
+    ) in text
     assert 'polypserve_inference_duration_seconds_count{model="tiny-detector",version="1"}' in text
     assert 'polypserve_model_ready{model="tiny-detector",provider="CPUExecutionProvider"' in text
 

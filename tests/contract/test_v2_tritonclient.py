@@ -194,3 +194,36 @@ async def test_aio_client(live_server: LiveServer, tiny_repo: Path) -> None:
             await client.get_model_metadata("nope")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_every_shipped_model_infers_like_onnxruntime(binary: bool) -> None:
+    """tritonclient against the shipped models: JSON and binary tensors, both ways."""
+    from tests.conftest import REPO_ROOT
+
+    models = REPO_ROOT / "models"
+    names = sorted(p.name for p in models.iterdir() if (p / "1" / "model.onnx").is_file())
+    if not names:
+        pytest.skip("no shipped models")
+    server = LiveServer(models)
+    try:
+        server.wait_until_ready(timeout=120)
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        rng = np.random.default_rng(1)
+        for name in names:
+            metadata = client.get_model_metadata(name)
+            spec = metadata["inputs"][0]
+            array = rng.random([2 if d == -1 else d for d in spec["shape"]], dtype=np.float32)
+            tensor = triton.InferInput(spec["name"], list(array.shape), "FP32")
+            tensor.set_data_from_numpy(array, binary_data=binary)
+            wanted = [triton.InferRequestedOutput(o["name"], binary_data=binary)
+                      for o in metadata["outputs"]]  # fmt: skip
+            result = client.infer(name, [tensor], outputs=wanted)
+            session = ort.InferenceSession(str(models / name / "1" / "model.onnx"))
+            expected = session.run(None, {spec["name"]: array})
+            for output, reference in zip(metadata["outputs"], expected, strict=True):
+                np.testing.assert_allclose(
+                    result.as_numpy(output["name"]), reference, rtol=1e-4, atol=1e-4
+                )
+    finally:
+        server.stop()

@@ -91,3 +91,34 @@ def test_viewer_streams_frames_and_draws_boxes(live_server: LiveServer, tmp_path
     assert seen["green_pixels"] > 100, seen  # box outlines drawn on the overlay
     assert seen["fps"] > 0 and str(seen["latency"]).isdigit(), seen
     assert "error" not in str(seen["status"]) and "closed (" not in str(seen["status"]), seen
+
+
+def test_viewer_plays_a_real_colonoscopy_sequence_with_the_shipped_detector(
+    tmp_path: Path,
+) -> None:
+    """A real CVC-ClinicDB sequence through the shipped detector: boxes drawn on real frames."""
+    _require_chromium()
+    from tests.conftest import DATA_ROOT, REPO_ROOT
+
+    sequences = DATA_ROOT / "cvc-clinicdb" / "sequences.csv"
+    if not (REPO_ROOT / "models" / "polyp-detector").is_dir() or not sequences.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("the shipped detector or the CVC-ClinicDB data is missing")
+        pytest.skip("the shipped detector or the CVC-ClinicDB data is missing")
+    rows = [line.split(",") for line in sequences.read_text().split()[1:]]
+    frames = tmp_path / "sequence"
+    frames.mkdir()
+    # Sequence 1, in order, repeated so the stream runs long enough to be watched.
+    ids = [frame for frame, sequence in rows if sequence == "1"]
+    for repeat in range(3):
+        for index, frame in enumerate(ids):
+            source = DATA_ROOT / "cvc-clinicdb" / "images" / f"{frame}.png"
+            (frames / f"{repeat:02d}-{index:03d}.png").write_bytes(source.read_bytes())
+    server = LiveServer(REPO_ROOT / "models")
+    try:
+        server.wait_until_ready(timeout=120)
+        seen = play_frames_in_browser(server.url, frames, "", tmp_path / "real.png", fps=10)
+    finally:
+        server.stop()
+    assert seen["green_pixels"] > 100, seen
+    assert seen["fps"] > 0 and str(seen["latency"]).isdigit(), seen

@@ -97,7 +97,10 @@ def _stream_sessions(url: str) -> float:
 
 def _detect_requests(url: str) -> float:
     metrics = httpx.get(url + "/metrics", timeout=5).text
-    pattern = r'^polypserve_requests_total\{method="POST",route="/v1/detect",status="200"\} (\S+)$'
+    pattern = (
+        r'^polypserve_requests_total\{method="POST",model="tiny-detector",route="/v1/detect",'
+        r'status="200"\} (\S+)$'
+    )
     match = re.search(pattern, metrics, re.M)
     return float(match.group(1)) if match else 0.0
 
