@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     tensorrt: bool = False
     tensorrt_fp16: bool = True
     tensorrt_cache_dir: Path = Path(".trt-cache")
-    # 0 lets ONNX Runtime choose (one thread per physical core).
-    intra_op_threads: int = Field(0, ge=0)
+    # Measured on 2 cores (python -m tests.perf.bench --threading): one intra-op thread per
+    # session leaves the other core to decoding and beats ONNX Runtime's default of one per
+    # core under concurrent load. 0 lets ONNX Runtime choose.
+    intra_op_threads: int = Field(1, ge=0)
     inter_op_threads: int = Field(0, ge=0)
     warmup: bool = True
     # Ready only when every discovered model is ready (Triton's strict readiness); otherwise
