@@ -227,3 +227,37 @@ def test_every_shipped_model_infers_like_onnxruntime(binary: bool) -> None:
                 )
     finally:
         server.stop()
+
+
+@pytest.mark.anyio
+async def test_aio_client_covers_config_stats_extensions_and_errors(
+    live_server: LiveServer,
+) -> None:
+    import tritonclient.http.aio as triton_aio
+
+    client = triton_aio.InferenceServerClient(live_server.url.removeprefix("http://"))
+    try:
+        assert await client.is_server_live()
+        assert await client.is_model_ready("tiny-classifier", "1")
+        assert (await client.get_server_metadata())["name"] == "polypserve"
+        config = await client.get_model_config("tiny-classifier")
+        assert config["max_batch_size"] == 8 and config["input"][0]["dims"] == [3, 32, 32]
+        images = triton.InferInput("images", list(CLASSIFIER_INPUT.shape), "FP32")
+        images.set_data_from_numpy(CLASSIFIER_INPUT, binary_data=False)
+        top = await client.infer(
+            "tiny-classifier", [images],
+            outputs=[triton.InferRequestedOutput("logits", binary_data=False, class_count=1)],
+            request_compression_algorithm="gzip", response_compression_algorithm="gzip",
+        )  # fmt: skip
+        best = top.as_numpy("logits")[1, 0]  # JSON strings come back as str, binary as bytes
+        assert (best.decode() if isinstance(best, bytes) else best).endswith(":1:red")
+        stats = await client.get_inference_statistics("tiny-classifier")
+        assert stats["model_stats"][0]["inference_count"] > 0
+        index = await client.get_model_repository_index()
+        assert any(entry["name"] == "tiny-classifier" for entry in index)
+        with pytest.raises(InferenceServerException, match="unknown output 'probs'"):
+            await client.infer(
+                "tiny-classifier", [images], outputs=[triton.InferRequestedOutput("probs")]
+            )
+    finally:
+        await client.close()
