@@ -49,12 +49,19 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 polypserve
-COPY pyproject.toml README.md /build/
-COPY service /build/service
-COPY training/__init__.py /build/training/__init__.py
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /build \
+WORKDIR /build
+COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer, as in the CPU image.
+RUN mkdir -p service training \
+    && touch service/__init__.py training/__init__.py \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir . \
+    && /opt/venv/bin/pip uninstall -y polypserve
+COPY service ./service
+COPY training/__init__.py ./training/__init__.py
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
     && rm -rf /build
+WORKDIR /
 COPY --chown=polypserve:polypserve models /models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
