@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import random
@@ -122,6 +123,47 @@ class EarlyStopping:
             self.best_loss, self.best_epoch = val_loss, epoch
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return epoch - self.best_epoch >= self.patience
+
+
+def resume(
+    model: torch.nn.Module, task: str, argv: list[str] | None, weights: str | None
+) -> tuple[list[dict[str, float]], str, int, int]:
+    """The history, training command, first epoch and best epoch of a run, continuing from the
+    checkpoint ``weights`` when given (its epochs come first, its command is kept)."""
+    this_command = command_line(task, argv)
+    if not weights:
+        return [], this_command, 0, -1
+    ckpt = load_checkpoint(Path(weights))
+    model.load_state_dict(ckpt["model"])
+    history = ckpt.get("history", [])
+    train_command = f"{ckpt.get('command', this_command)} ; {this_command}"
+    return history, train_command, len(history), ckpt.get("best_epoch", -1)
+
+
+def end_epoch(
+    history: list[dict[str, float]], bar: Any, epoch: int, losses: list[float], val_loss: float
+) -> None:
+    """Record one epoch's losses in the history, on the progress bar and in the log."""
+    record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss}
+    history.append(record)
+    bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_loss:.4f}")
+    print(json.dumps(record), flush=True)
+
+
+def keep_best(
+    model: torch.nn.Module, stopper: EarlyStopping, start_epoch: int, best_epoch: int,
+    work_dir: Path, config: Any, history: list[dict[str, float]], command: str,
+) -> int:  # fmt: skip
+    """Restore the best epoch's weights (early stopping) and save them as the checkpoint;
+    returns the best epoch's number."""
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+        best_epoch = start_epoch + stopper.best_epoch
+    path = work_dir / "ckpt.pt"
+    save_checkpoint(path, model, config=dataclasses.asdict(config), history=history,
+                    command=command, best_epoch=best_epoch)  # fmt: skip
+    print(f"checkpoint {path} (best epoch {best_epoch})")
+    return best_epoch
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, **extra: Any) -> None:

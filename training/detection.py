@@ -285,16 +285,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = Detector(cfg.size, cfg.widths, cfg.neck, cfg.dropout).to(device)
     model = model.to(memory_format=torch.channels_last)
-    history: list[dict] = []
-    start_epoch, best_epoch = 0, -1  # continued from a checkpoint: its epochs come first
-    this_command = common.command_line("detection", argv)
-    train_command = this_command
-    if cfg.weights:
-        ckpt = common.load_checkpoint(Path(cfg.weights))
-        model.load_state_dict(ckpt["model"])
-        history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
-        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
-        start_epoch, best_epoch = len(history), ckpt.get("best_epoch", -1)
+    # Continued from a checkpoint: its epochs come first, its command is kept.
+    history, train_command, start_epoch, best_epoch = common.resume(
+        model, "detection", argv, cfg.weights
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -338,20 +332,13 @@ def main(argv: list[str] | None = None) -> dict:
                 batch_loss(v[0][i : i + 64], v[1][i : i + 64], v[2][i : i + 64], False).item()
                 for i in range(0, len(v[0]), 64)
             ]
-        record = {"epoch": start_epoch + epoch, "train_loss": float(np.mean(losses)),
-                  "val_loss": float(np.mean(val_losses))}  # fmt: skip
-        history.append(record)
-        bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{record['val_loss']:.4f}")
-        print(json.dumps(record), flush=True)
-        if stopper.update(epoch, record["val_loss"], model) or clock.done(epoch + 1):
+        val_loss = float(np.mean(val_losses))
+        common.end_epoch(history, bar, start_epoch + epoch, losses, val_loss)
+        if stopper.update(epoch, val_loss, model) or clock.done(epoch + 1):
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
-        best_epoch = start_epoch + stopper.best_epoch
-    ckpt_path = work_dir / "ckpt.pt"
-    common.save_checkpoint(ckpt_path, model, config=dataclasses.asdict(cfg), history=history,
-                           command=train_command, best_epoch=best_epoch)  # fmt: skip
-    print(f"checkpoint {ckpt_path} (best epoch {best_epoch})")
+    best_epoch = common.keep_best(
+        model, stopper, start_epoch, best_epoch, work_dir, cfg, history, train_command
+    )
     if not cfg.export:
         return {}
     return export_and_report(cfg, model.cpu().float(), tensors, trainval, val_ids, history,

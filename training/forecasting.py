@@ -236,16 +236,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = Forecaster(cfg.window, len(cfg.quantiles), cfg.hidden, cfg.layers, cfg.dropout)
     model = model.to(device)
-    history: list[dict] = []
-    start_epoch, best_epoch = 0, -1  # continued from a checkpoint: its epochs come first
-    this_command = common.command_line("forecasting", argv)
-    train_command = this_command
-    if cfg.weights:
-        ckpt = common.load_checkpoint(Path(cfg.weights))
-        model.load_state_dict(ckpt["model"])
-        history, train_command = ckpt.get("history", []), ckpt.get("command", train_command)
-        train_command = f"{train_command} ; {this_command}"  # how it was trained, then this
-        start_epoch, best_epoch = len(history), ckpt.get("best_epoch", -1)
+    # Continued from a checkpoint: its epochs come first, its command is kept.
+    history, train_command, start_epoch, best_epoch = common.resume(
+        model, "forecasting", argv, cfg.weights
+    )
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -285,22 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             val_loss = pinball_loss(model(val_x[..., None].to(device)), val_y.to(device),
                                     quantiles).item()  # fmt: skip
-        record = {
-            "epoch": start_epoch + epoch,
-            "train_loss": float(np.mean(losses)),
-            "val_loss": val_loss,
-        }
-        history.append(record)
-        bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_loss:.4f}")
-        print(json.dumps(record), flush=True)
+        common.end_epoch(history, bar, start_epoch + epoch, losses, val_loss)
         if stopper.update(epoch, val_loss, model) or clock.done(epoch + 1):
             break
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
-        best_epoch = start_epoch + stopper.best_epoch
-    common.save_checkpoint(work_dir / "ckpt.pt", model, config=dataclasses.asdict(cfg),
-                           history=history, command=train_command,
-                           best_epoch=best_epoch)  # fmt: skip
+    best_epoch = common.keep_best(
+        model, stopper, start_epoch, best_epoch, work_dir, cfg, history, train_command
+    )
     if not cfg.export:
         return {}
     return export_and_report(cfg, model.cpu(), val_x, history, train_command)
