@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_SEND_CHUNK = 256 * 1024
+
 
 class BodyTooLargeError(HTTPException):
     """An ``HTTPException`` so that FastAPI's body parsing passes it through untouched."""
@@ -75,9 +77,19 @@ class BodyLimitMiddleware:
             return message
 
         async def timed_send(message: Message) -> None:
-            # Each piece must reach the socket in time; a stalled reader raises here, which
-            # ends the request (and frees what it held) while others carry on.
-            await asyncio.wait_for(send(message), self.send_timeout)
+            # A large body goes out in pieces, so that the server's flow control holds each
+            # piece until the client takes the previous ones; each piece must go in time, and a
+            # stalled reader raises here, which ends the request (freeing what it held).
+            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+            if len(body) <= _SEND_CHUNK:
+                await asyncio.wait_for(send(message), self.send_timeout)
+                return
+            more = message.get("more_body", False)
+            for start in range(0, len(body), _SEND_CHUNK):
+                last = start + _SEND_CHUNK >= len(body)
+                piece = {"type": "http.response.body", "body": body[start : start + _SEND_CHUNK],
+                         "more_body": more or not last}  # fmt: skip
+                await asyncio.wait_for(send(piece), self.send_timeout)
 
         await self.app(scope, counting_receive, timed_send)
 

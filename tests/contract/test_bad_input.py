@@ -157,3 +157,49 @@ def test_a_multi_image_request_splits_into_batches(server: LiveServer) -> None:
     files = [("image", (f"{i}.png", RED, "image/png")) for i in range(20)]
     response = httpx.post(f"{server.url}/v1/classify", files=files, timeout=30)
     assert response.status_code == 200 and len(response.json()["results"]) == 20
+
+
+def test_a_client_that_never_reads_is_cut_off_and_frees_its_place(tiny_repo: Path) -> None:
+    """One admission place, a response far larger than the socket buffers, a client that
+    never reads it: after the send timeout the answer is cut off and the place is free."""
+    blocks = np.kron(np.random.default_rng(0).integers(0, 2, (48, 64)), np.ones((62, 62)))
+    pixels = np.stack([blocks * 220, (1 - blocks) * 200, blocks * 0], -1).astype(np.uint8)
+    image = encode(pixels, "JPEG", quality=80)  # 12 megapixels of red and green blocks
+    boundary = b"polypserve-test"
+    part = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"; '
+            b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n' + image + b"\r\n")  # fmt: skip
+    body = part * 24 + b"--" + boundary + b"--\r\n"  # masks' RLE: about 8 MB of JSON
+    server = LiveServer(tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="1", POLYPSERVE_SEND_TIMEOUT_S="2")
+    try:
+        server.wait_until_ready()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(
+            b"POST /v1/segment HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        statuses = []
+        while time.monotonic() < deadline:
+            status = httpx.post(f"{server.url}/v1/segment", content=RED,
+                                headers={"content-type": "image/png"}).status_code  # fmt: skip
+            statuses.append(status)
+            if status == 200:
+                break
+            time.sleep(0.25)
+        stalled.settimeout(10)
+        received = b""
+        while chunk := stalled.recv(1 << 20):
+            received += chunk
+        stalled.close()
+    finally:
+        server.stop()
+    assert statuses[0] == 503 and statuses[-1] == 200  # held, then freed
+    head, _, answer = received.partition(b"\r\n\r\n")
+    declared = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )  # fmt: skip
+    assert head.startswith(b"HTTP/1.1 200") and len(answer) < declared  # cut off
