@@ -31,7 +31,6 @@ from service.manifest import (
     ClassificationDecoding,
     Manifest,
     Preprocessing,
-    Provenance,
     ServingDefaults,
     TensorSpec,
 )
@@ -342,16 +341,13 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
         preprocessing=prep,
         classification=ClassificationDecoding(activation="softmax"),
         defaults=ServingDefaults(top_k=min(5, len(labels)), max_batch_size=16),
-        provenance=Provenance(
+        provenance=common.provenance(
             dataset="ImageFolder " + cfg.imagefolder_root
             if cfg.imagefolder_root
             else "Kvasir-SEG (Jha et al., 2020), crops labelled from the masks",
             split="train: crops of Kvasir-SEG minus the 100 PraNet test ids (10% of frames held "
             f"out for early stopping); test: {crop_rule}; from kvasir_test_100, clinicdb_test_62",
             command=train_command,
-            git_commit=common.git_commit(),
-            date=common.today(),
-            framework=f"torch {torch.__version__}",
         ),
         metrics=results,
     )

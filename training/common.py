@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from service.manifest import Provenance
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 MODELS_DIR = REPO_ROOT / "models"
@@ -81,6 +83,15 @@ def git_commit() -> str:
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+
+
+def provenance(dataset: str, split: str, command: str) -> Provenance:
+    """Where a model came from: its data and split, and the command, commit, date and torch
+    version of the run that made it."""
+    return Provenance(
+        dataset=dataset, split=split, command=command, git_commit=git_commit(), date=today(),
+        framework=f"torch {torch.__version__}",
+    )  # fmt: skip
 
 
 def cosine_lr(base_lr: float, progress: float, warmup: float = 0.03) -> float:

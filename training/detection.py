@@ -32,7 +32,6 @@ from service.manifest import (
     DetectionDecoding,
     Manifest,
     Preprocessing,
-    Provenance,
     ServingDefaults,
     TensorSpec,
 )
@@ -392,15 +391,12 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         defaults=ServingDefaults(
             score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold, max_detections=100
         ),
-        provenance=Provenance(
+        provenance=common.provenance(
             dataset=dataset,
             split="train: Kvasir-SEG minus the 100 PraNet test ids (10% held out for early "
             "stopping); test: kvasir_test_100 (official boxes), clinicdb_test_62 (boxes from mask "
             "connected components; never trained on)",
             command=train_command,
-            git_commit=common.git_commit(),
-            date=common.today(),
-            framework=f"torch {torch.__version__}",
         ),
         metrics=results,
     )

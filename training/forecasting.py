@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from service.manifest import ForecastingDecoding, Manifest, Provenance, TensorSpec
+from service.manifest import ForecastingDecoding, Manifest, TensorSpec
 from training import card, common, data, export, metrics, series
 
 EPS = 1e-6
@@ -326,15 +326,12 @@ def export_and_report(cfg, model, val_x, history, train_command) -> dict:
             normalisation="window_standard",
             std_floor=EPS,
         ),
-        provenance=Provenance(
+        provenance=common.provenance(
             dataset="real series shipped in statsmodels, sktime and pmdarima: "
             + ", ".join(series.load_all(extra=not cfg.dry_run)),
             split=f"train: everything except the last {HOLDOUT} values of airline, co2_monthly, "
             "sunspots_monthly, sunspots_annual; test: BASELINES.md rolling-5 (h=12) on those four",
             command=train_command,
-            git_commit=common.git_commit(),
-            date=common.today(),
-            framework=f"torch {torch.__version__}",
         ),
         metrics=results,
     )

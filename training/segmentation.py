@@ -27,7 +27,6 @@ from tqdm import tqdm
 from service.manifest import (
     Manifest,
     Preprocessing,
-    Provenance,
     SegmentationDecoding,
     ServingDefaults,
     TensorSpec,
@@ -268,14 +267,11 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
         preprocessing=prep,
         segmentation=SegmentationDecoding(activation="sigmoid", threshold=0.5),
         defaults=ServingDefaults(max_batch_size=8),
-        provenance=Provenance(
+        provenance=common.provenance(
             dataset="Kvasir-SEG (Jha et al., MMM 2020)",
             split="train: Kvasir-SEG minus the 100 PraNet test ids (10% of it held out for early "
             "stopping); test: kvasir_test_100, clinicdb_test_62 (never trained on)",
             command=train_command,
-            git_commit=common.git_commit(),
-            date=common.today(),
-            framework=f"torch {torch.__version__}",
         ),
         metrics=results,
     )
