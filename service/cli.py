@@ -63,6 +63,9 @@ def _serve(settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.request_timeout_ms / 1000) + 5,
         # A frame message may be up to max_frame_bytes; the stream answers larger ones itself.
         ws_max_size=settings.max_frame_bytes + 1024 * 1024,
+        # Frames are JPEG/PNG, which deflate cannot shrink: compressing them cost the client and
+        # the server's event loop more CPU than decoding them (flat out, the sender's whole core).
+        ws_per_message_deflate=False,
     )
     if settings.workers > 1:
         # Several processes: uvicorn's supervisor and its own shutdown, without the drain.

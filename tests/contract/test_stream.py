@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
+from websockets.sync.client import connect as websocket_connect
 
 from service.app import create_app
 from service.config import Settings
@@ -197,3 +199,11 @@ def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
         }  # fmt: skip
         stream.send(build_frame_message(RED, "second"))
         assert stream.receive()["frame_id"] == "second"
+
+
+def test_the_live_server_does_not_deflate_frames(live_server: LiveServer) -> None:
+    # JPEG/PNG frames do not compress; deflating them cost a flat-out client its whole core.
+    url = live_server.url.replace("http", "ws") + "/v1/stream"
+    with websocket_connect(url) as ws:  # the client offers permessage-deflate
+        assert ws.protocol.extensions == []
+        assert json.loads(ws.recv())["type"] == "ready"

@@ -17,6 +17,7 @@ import asyncio
 import csv
 import io
 import json
+import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +36,9 @@ from training.data import boxes_from_mask, read_mask
 VIDEO_FPS = 30.0
 MATCH_IOU = 0.3  # a predicted box counts as the polyp at this IoU with a mask's box
 SECONDS = 20.0
+# A real-time sender keeps at most about two frames in its own socket (the viewer checks the
+# WebSocket's bufferedAmount the same way): a deep kernel send queue would only age its frames.
+CLIENT_SEND_BUFFER = 256 * 1024
 # ---------------------------------------------------------------------------------------------
 
 
@@ -58,6 +62,8 @@ async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float
     dropped_reported = 0
     async with connect(url, max_size=None) as ws:
         json.loads(await ws.recv())
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SEND_BUFFER)
         sent = 0
         done = asyncio.Event()
 

@@ -1,0 +1,87 @@
+"""The stream session's pipeline on the tiny detector, without a transport."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio import CapacityLimiter
+
+from service import predict
+from service.config import Settings
+from service.loading import load_version
+from service.stream import session as session_module
+from service.stream.framing import FramePayload
+from service.stream.session import LatestSlot, MovingMean, StreamSession
+from service.stream.tracking import SmoothingConfig
+from tests.images import encode, solid_rgb
+
+pytestmark = pytest.mark.anyio
+FRAME = encode(solid_rgb(64, 48, (220, 0, 0)), "JPEG", quality=90)
+
+
+async def test_latest_slot_keeps_the_newest_item_and_returns_the_replaced_one() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is None
+    assert slot.put(2) == 1
+    assert await slot.get() == 2
+    waiter = asyncio.create_task(slot.get())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # empty: get waits for the next item
+    slot.put(3)
+    assert await waiter == 3
+
+
+def test_moving_mean_starts_at_the_first_value_then_follows_slowly() -> None:
+    mean = MovingMean(weight=0.5)
+    mean.add(4.0)
+    assert mean.value == 4.0
+    mean.add(2.0)
+    assert mean.value == 3.0
+
+
+async def test_a_burst_decodes_only_frames_that_are_inferred(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_version(
+        "tiny-detector", 1, tiny_repo / "tiny-detector" / "1", Settings(intra_op_threads=1)
+    )
+    decoded: list[int] = []
+
+    def counting_prepare(*args: Any) -> Any:
+        decoded.append(1)
+        return predict.prepare_batch(*args)
+
+    async def slow_infer(*args: Any) -> Any:
+        await asyncio.sleep(0.03)  # inference much slower than decoding, as on a real model
+        return await predict.infer(*args)
+
+    monkeypatch.setattr(session_module, "prepare_batch", counting_prepare)
+    monkeypatch.setattr(session_module, "infer", slow_infer)
+    results: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        results.append(message)
+
+    async def close(code: int, reason: str) -> None:
+        pass
+
+    stream = StreamSession(
+        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
+    )
+    stream.start()
+    try:
+        for index in range(20):
+            stream.offer(FramePayload(FRAME, index))
+            await asyncio.sleep(0.005)
+        while not results or results[-1].get("frame_id") != 19:
+            await asyncio.sleep(0.01)
+    finally:
+        await stream.stop()
+    frames = stream.report()["frames"]
+    assert frames["dropped"] > 0
+    assert frames["processed"] + frames["dropped"] == 20
+    # No decoded frame was thrown away: every decode was inferred and answered.
+    assert len(decoded) == frames["processed"] == len(results)
