@@ -61,6 +61,10 @@ class Config:
     patience: int = 60
     crops_per_image: int = 2  # per class, for the fixed validation and test crop sets
     weights: str = ""
+    # Start from the backbone of a detection checkpoint (trained on the same Kvasir-SEG training
+    # frames): its features already separate polyp from mucosa, which crops from scratch on a CPU
+    # budget do not learn. The classifier then has the detector's stage widths.
+    backbone_from: str = ""
     export: bool = True
     dry_run: bool = False
 
@@ -104,6 +108,34 @@ class ResNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(images))
         return self.fc(self.dropout(x.mean((2, 3))))
+
+
+class DetectorBackboneClassifier(nn.Module):
+    """The stages of ``training.detection.Detector`` with global pooling and a linear head."""
+
+    def __init__(self, widths: tuple[int, ...], n_classes: int, dropout: float) -> None:
+        super().__init__()
+        from training.detection import Detector  # only this variant needs it
+
+        self.stages = Detector(64, widths, 16, 0.0).stages
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[-1], n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+def build_model(cfg: Config, n_classes: int) -> nn.Module:
+    if not cfg.backbone_from:
+        return ResNet(cfg.widths, n_classes, cfg.dropout)
+    ckpt = common.load_checkpoint(Path(cfg.backbone_from))
+    model = DetectorBackboneClassifier(tuple(ckpt["config"]["widths"]), n_classes, cfg.dropout)
+    stages = {k[len("stages.") :]: v for k, v in ckpt["model"].items() if k.startswith("stages.")}
+    model.stages.load_state_dict(stages)
+    return model
 
 
 # --- crops --------------------------------------------------------------------------------------
@@ -241,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     val_y = torch.from_numpy(val_labels).to(device)
     print(f"train {len(train)} / val {len(val)} frames; {len(val_labels)} validation inputs")
 
-    model = ResNet(cfg.widths, len(labels), cfg.dropout).to(device)
+    model = build_model(cfg, len(labels)).to(device)
     model = model.to(memory_format=torch.channels_last)
     # Continued from a checkpoint: its epochs come first, its command is kept.
     history, train_command, start_epoch, best_epoch = common.resume(
@@ -369,10 +401,17 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
         ),
         anchors={"kvasir_test_100_crops/roc_auc": "target ≥ 0.95 (no published anchor)"},
         architecture=(
-            f"ResNet-style CNN (widths {list(cfg.widths)}, basic residual blocks, BatchNorm, "
-            f"dropout {cfg.dropout} before the classifier), trained from scratch with AdamW, "
-            "label smoothing 0.05, random crops + flips + colour jitter, early stopping on the "
-            f"validation loss. Input {size[0]}x{size[1]} stretched."
+            (
+                f"ResNet-style CNN (widths {list(cfg.widths)}, basic residual blocks, BatchNorm, "
+                f"dropout {cfg.dropout} before the classifier), trained from scratch"
+                if not cfg.backbone_from
+                else "Residual CNN: the five stages (strided conv + residual block, BatchNorm, "
+                "SiLU) of the polyp detector's backbone, initialised from its checkpoint "
+                f"(`{cfg.backbone_from}`, trained on the same Kvasir-SEG training frames), global "
+                f"average pooling, dropout {cfg.dropout}, a linear layer; fine-tuned end to end"
+            )
+            + " with AdamW, label smoothing 0.05, random crops + flips + colour jitter, early "
+            f"stopping on the validation loss. Input {size[0]}x{size[1]} stretched."
         ),
         limits=[
             "'no_polyp' crops come from frames that contain a polyp elsewhere: the model has "

@@ -65,3 +65,29 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_kvasir(root / "kvasir-seg")
     make_clinicdb(root / "cvc-clinicdb")
     return root
+
+
+def make_yolo(root: Path, n: int = 12, seed: int = 2) -> None:
+    """A YOLO-format detection folder: images/ and labels/ (class cx cy w h, normalised)."""
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        height, width = 64, 80
+        image, _, (x1, y1, x2, y2) = _frame(rng, height, width)
+        Image.fromarray(image).save(root / "images" / f"f{i}.jpg", quality=95)
+        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+        w, h = (x2 - x1) / width, (y2 - y1) / height
+        (root / "labels" / f"f{i}.txt").write_text(f"0 {cx:.4f} {cy:.4f} {w:.4f} {h:.4f}\n")
+
+
+def make_imagefolder(root: Path, per_class: int = 8, seed: int = 3) -> None:
+    """An ImageFolder: ``lesion/`` frames with a bright blob, ``mucosa/`` frames without."""
+    rng = np.random.default_rng(seed)
+    for name in ("lesion", "mucosa"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image, mask, _ = _frame(rng, 48, 48)
+            if name == "mucosa":
+                image[mask] = image[~mask].mean(0).astype(np.uint8)
+            Image.fromarray(image).save(root / name / f"{i}.png")

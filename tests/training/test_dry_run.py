@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from tests.training.conftest import make_imagefolder, make_yolo
 
 CASES = [
     ("classification", "polyp-classifier"),
@@ -84,3 +85,49 @@ def forecasting_module_eps() -> float:
     from training.forecasting import EPS
 
     return EPS
+
+
+def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
+    from training import detection
+
+    make_yolo(tmp_path / "yolo")
+    out_dir = tmp_path / "models"
+    results = detection.main(["--dry-run", "--device", "cpu", "--yolo-root", str(tmp_path / "yolo"),
+                              "--name", "yolo-detector", "--out-dir", str(out_dir),
+                              "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    manifest = check_model_dir(out_dir / "yolo-detector" / "1")
+    assert set(results) == {"val"}  # no Kvasir or ClinicDB test split for a foreign folder
+    assert manifest.provenance is not None
+    assert manifest.provenance.dataset.startswith("YOLO folder")
+
+
+def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
+    from training import classification
+
+    make_imagefolder(tmp_path / "folder", per_class=6)  # a dry run keeps 12 images
+    out_dir = tmp_path / "models"
+    results = classification.main(["--dry-run", "--device", "cpu", "--imagefolder-root",
+                                   str(tmp_path / "folder"), "--name", "folder-classifier",
+                                   "--val-fraction", "0.5", "--out-dir", str(out_dir),
+                                   "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    manifest = check_model_dir(out_dir / "folder-classifier" / "1")
+    assert manifest.labels == ["lesion", "mucosa"]
+    assert set(results) == {"val"} and 0.0 <= results["val"]["roc_auc"] <= 1.0
+
+
+def test_classifier_starts_from_a_detector_backbone(data_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    from training import classification, detection
+
+    base = ["--dry-run", "--device", "cpu", "--data-root", str(data_root)]
+    detection.main([*base, "--no-export", "--work-dir", str(tmp_path / "det")])
+    ckpt = torch.load(tmp_path / "det" / "ckpt.pt", weights_only=False)
+    cfg = classification.Config(backbone_from=str(tmp_path / "det" / "ckpt.pt"))
+    model = classification.build_model(cfg, 2)
+    for key, value in model.stages.state_dict().items():
+        torch.testing.assert_close(value, ckpt["model"][f"stages.{key}"])
+    classification.main([*base, "--backbone-from", str(tmp_path / "det" / "ckpt.pt"),
+                         "--out-dir", str(tmp_path / "models"),
+                         "--work-dir", str(tmp_path / "cls")])  # fmt: skip
+    check_model_dir(tmp_path / "models" / "polyp-classifier" / "1")
