@@ -134,11 +134,12 @@ class Batcher:
         assert self._wakeup is not None
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(item.future), timeout=self.config.timeout_ms / 1000.0
-            )
+            # Cancelling this wait (deadline, or the client gone) cancels the item's future,
+            # and a batch never runs a cancelled item. asyncio.timeout rather than wait_for,
+            # which would cost every request a task of its own.
+            async with asyncio.timeout(self.config.timeout_ms / 1000.0):
+                return await item.future
         except TimeoutError:
-            item.future.cancel()
             raise DeadlineExceededError(
                 f"inference did not finish within {self.config.timeout_ms:g} ms"
             ) from None

@@ -64,9 +64,10 @@ class BodyLimitMiddleware:
             nonlocal received, body_complete
             if body_complete:  # later receives only wait for a disconnect: no deadline
                 return await receive()
-            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+                # asyncio.timeout, not wait_for: that wraps every message in a new task.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeoutError(self.timeout) from None
             if message["type"] == "http.request":
@@ -82,14 +83,16 @@ class BodyLimitMiddleware:
             # stalled reader raises here, which ends the request (freeing what it held).
             body = message.get("body", b"") if message["type"] == "http.response.body" else b""
             if len(body) <= _SEND_CHUNK:
-                await asyncio.wait_for(send(message), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):
+                    await send(message)
                 return
             more = message.get("more_body", False)
             for start in range(0, len(body), _SEND_CHUNK):
                 last = start + _SEND_CHUNK >= len(body)
                 piece = {"type": "http.response.body", "body": body[start : start + _SEND_CHUNK],
                          "more_body": more or not last}  # fmt: skip
-                await asyncio.wait_for(send(piece), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):
+                    await send(piece)
 
         await self.app(scope, counting_receive, timed_send)
 
