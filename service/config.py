@@ -31,10 +31,12 @@ class Settings(BaseSettings):
     # Refuse readiness (with the reason) rather than serve on CPU when CUDA is unavailable.
     require_gpu: bool = False
     # GPU provider options: device, CUDA memory arena limit (0: none), cuDNN convolution
-    # algorithm search, and the TensorRT provider (opt-in) with FP16 and an engine cache.
+    # algorithm search, IO binding, and the TensorRT provider (opt-in) with FP16 and an engine
+    # cache.
     cuda_device_id: int = Field(0, ge=0)
     cuda_memory_limit_bytes: int = Field(0, ge=0)
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+    cuda_io_binding: bool = True
     tensorrt: bool = False
     tensorrt_fp16: bool = True
     tensorrt_cache_dir: Path = Path(".trt-cache")

@@ -55,6 +55,7 @@ def gpu_options(settings: Settings) -> GpuOptions:
         tensorrt=settings.tensorrt,
         tensorrt_fp16=settings.tensorrt_fp16,
         tensorrt_cache_dir=str(settings.tensorrt_cache_dir),
+        io_binding=settings.cuda_io_binding,
     )
 
 
@@ -76,14 +77,17 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     if not (path / MODEL_FILE).is_file():
         return _failed(model, f"{MODEL_FILE} is missing")
     try:
+        gpu = gpu_options(settings)
         session = ModelSession(
             path / MODEL_FILE,
-            requested_providers(settings.providers, gpu_options(settings)),
+            requested_providers(settings.providers, gpu),
             settings.intra_op_threads,
             settings.inter_op_threads,
         )
     except (RuntimeLoadError, ValueError) as exc:
         return _failed(model, f"cannot load {MODEL_FILE}: {exc}")
+    session.use_io_binding = gpu.io_binding and session.uses_cuda
+    session.device_id = gpu.device_id
     mismatch = check_signature(manifest, session.inputs, session.outputs)
     if mismatch:
         return _failed(model, f"manifest does not match the graph: {mismatch}")

@@ -61,3 +61,23 @@ def test_corrupt_graph_raises_runtime_load_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a protobuf")
     with pytest.raises(RuntimeLoadError):
         ModelSession(path, [CPU], 1, 1)
+
+
+def test_io_binding_gives_the_same_outputs_as_run(tmp_path: Path) -> None:
+    folder = build_classifier(tmp_path)
+    session = ModelSession(folder / "model.onnx", [CPU], 1, 1)
+    images = np.random.default_rng(0).random((3, 3, 32, 32), np.float32)
+    (expected,) = session.run({"images": images}, ["logits"])
+    session.use_io_binding = True  # the CUDA path, bound to host memory here
+    (bound,) = session.run({"images": images}, ["logits"])
+    np.testing.assert_array_equal(bound, expected)
+    assert bound.shape == (3, 2)
+
+
+def test_io_binding_is_used_on_cuda_only(tiny_repo: Path) -> None:
+    from service.config import Settings
+    from service.loading import load_version
+
+    model = load_version("tiny-classifier", 1, tiny_repo / "tiny-classifier" / "1", Settings())
+    assert model.session is not None
+    assert model.session.use_io_binding == model.session.uses_cuda
