@@ -3,10 +3,10 @@
     receive ──► [slot: 1 frame] ──► decode (thread) ──► [slot: 1 tensor] ──► infer + track ──► send
 
 Each slot holds one item; a newer one replaces it and the replaced frame counts as dropped, so
-latency stays bounded at any input rate and no queue grows. The two stages run concurrently:
-the decoder takes the newest frame when the inference stage starts on the previous one, so the
-next frame decodes while the current one is inferred, and no frame is decoded only to be
-replaced (flat out, that wasted decoding took CPU from inference and doubled its latency).
+latency stays bounded at any input rate and no queue grows. The two stages overlap, just in
+time: while a frame is inferred, the decoder waits until it can just finish the next one as
+inference ends, then takes the newest frame. Decoding earlier would hand inference a staler
+frame, and decoding frames that are replaced before inference takes them steals CPU from it.
 """
 
 from __future__ import annotations
@@ -110,8 +110,6 @@ class StreamSession:
         self._decoded_taken.set()
         self._infer_started = 0.0
         self._decode_time, self._infer_time = MovingMean(), MovingMean()
-        self._decoded_taken = asyncio.Event()
-        self._decoded_taken.set()
         self.tracker = Tracker(smoothing)
         self.stats = SessionStats()
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,9 +141,13 @@ class StreamSession:
     async def _decode_stage(self) -> None:
         while True:
             await self._decoded_taken.wait()
+            ready_at = self._infer_started + self._infer_time.value - self._decode_time.value
+            if (wait := ready_at - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
             frame = await self._frames.get()
+            started = time.perf_counter()
             timer = StageTimer()
-            timer.stages["queue"] = (time.perf_counter() - frame.received) * 1000.0
+            timer.stages["queue"] = (started - frame.received) * 1000.0
             try:
                 batch, (placement,) = await to_thread.run_sync(
                     prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer,
@@ -155,6 +157,7 @@ class StreamSession:
                 await self._frame_failed(frame, exc)
                 continue
             decoded = DecodedFrame(frame, batch, placement, timer, time.perf_counter())
+            self._decode_time.add(decoded.decoded - started)
             self._decoded_taken.clear()
             self._decoded.put(decoded)  # empty: the inference stage took the previous one
 
@@ -164,6 +167,7 @@ class StreamSession:
         input_name = self.model.manifest.inputs[0].name
         while True:
             item = await self._decoded.get()
+            self._infer_started = time.perf_counter()
             self._decoded_taken.set()
             timer = item.timer
             timer.stages["queue"] += (time.perf_counter() - item.decoded) * 1000.0
