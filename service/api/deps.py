@@ -50,7 +50,7 @@ async def get_decoders(request: Request) -> CapacityLimiter:
 
 def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
     """A dependency that picks the task's model from ``model``/``version`` and holds one of its
-    admission places for the whole request. It comes before the body is read, so a request
+    admission places until the handler returns. It comes before the body is read, so a request
     beyond the limit is refused (503) before it costs anything."""
 
     async def dependency(
@@ -105,6 +105,8 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ImageBlobs = Annotated[list[bytes], Depends(get_image_blobs)]
 DecodersDep = Annotated[CapacityLimiter, Depends(get_decoders)]
-Classifier = Annotated[ModelVersion, Depends(admitted("classification"))]
-Detector = Annotated[ModelVersion, Depends(admitted("detection"))]
-Segmenter = Annotated[ModelVersion, Depends(admitted("segmentation"))]
+# scope="function": the place is given back when the handler returns, not after the response
+# has gone out; else a client's next request on the same connection could find it still taken.
+Classifier = Annotated[ModelVersion, Depends(admitted("classification"), scope="function")]
+Detector = Annotated[ModelVersion, Depends(admitted("detection"), scope="function")]
+Segmenter = Annotated[ModelVersion, Depends(admitted("segmentation"), scope="function")]
