@@ -192,9 +192,7 @@ def main() -> None:
     if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
         body = workdir / "1920x1080.jpg"
         body.write_bytes(make_frame(FRAMES["1920x1080"]))
-        # Admission places are the latency budget under overload: 16 at ~140 frames/s is about
-        # 115 ms of queue at most (the default 32 allows twice that).
-        server = servers.polypserve(args.models_dir / "polyp-detector", max_queue_size="16")
+        server = servers.polypserve(args.models_dir / "polyp-detector")
         try:
             result = overload(server.url + "/v1/detect", body, args.seconds * 2, server.process.pid)
         finally:
