@@ -109,6 +109,8 @@ class StreamSession:
         self._decoded_taken = asyncio.Event()
         self._decoded_taken.set()
         self._infer_started = 0.0
+        self._infer_idle = asyncio.Event()
+        self._infer_idle.set()
         self._decode_time, self._infer_time = MovingMean(), MovingMean()
         self.tracker = Tracker(smoothing)
         self.stats = SessionStats()
@@ -143,7 +145,10 @@ class StreamSession:
             await self._decoded_taken.wait()
             ready_at = self._infer_started + self._infer_time.value - self._decode_time.value
             if (wait := ready_at - time.perf_counter()) > 0:
-                await asyncio.sleep(wait)
+                # An estimate: an inference that ends sooner starts the decoding at once.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._infer_idle.wait()
             frame = await self._frames.get()
             started = time.perf_counter()
             timer = StageTimer()
@@ -166,7 +171,9 @@ class StreamSession:
         decoding = self.model.manifest.detection
         input_name = self.model.manifest.inputs[0].name
         while True:
+            self._infer_idle.set()
             item = await self._decoded.get()
+            self._infer_idle.clear()
             self._infer_started = time.perf_counter()
             self._decoded_taken.set()
             timer = item.timer
@@ -188,6 +195,7 @@ class StreamSession:
                 await self._frame_failed(item.frame, exc)
                 continue
             self._infer_time.add(time.perf_counter() - self._infer_started)
+            self._infer_idle.set()
             total_ms = (time.perf_counter() - item.frame.received) * 1000.0
             result["timing_ms"] = {**complete(self.model, timer), "total": round(total_ms, 3)}
             self.stats.record_result(total_ms, bool(result["tracks"]))

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from anyio import CapacityLimiter
 
@@ -85,3 +86,34 @@ async def test_a_burst_decodes_only_frames_that_are_inferred(
     assert frames["processed"] + frames["dropped"] == 20
     # No decoded frame was thrown away: every decode was inferred and answered.
     assert len(decoded) == frames["processed"] == len(results)
+
+
+async def test_an_inference_ending_sooner_than_estimated_starts_the_next_decode(
+    tiny_repo: Path,
+) -> None:
+    model = load_version(
+        "tiny-detector", 1, tiny_repo / "tiny-detector" / "1", Settings(intra_op_threads=1)
+    )
+    results: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        results.append(message)
+
+    async def close(code: int, reason: str) -> None:
+        pass
+
+    stream = StreamSession(
+        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
+    )
+    stream._infer_time.add(5.0)  # a wildly pessimistic estimate (say, a slow first inference)
+    stream.start()
+    try:
+        stream.offer(FramePayload(FRAME, 0))
+        await asyncio.sleep(0.1)  # frame 0 decoded and in inference (or done)
+        stream.offer(FramePayload(FRAME, 1))
+        with anyio.fail_after(2):  # not the 5 s the estimate would make the decoder wait
+            while len(results) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        await stream.stop()
+    assert [r["frame_id"] for r in results] == [0, 1]
