@@ -6,7 +6,8 @@ in its thread pool, and those hops cost a request about 0.2 ms each.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from anyio import CapacityLimiter
@@ -48,6 +49,16 @@ async def get_decoders(request: Request) -> CapacityLimiter:
     return limiter
 
 
+@contextmanager
+def holding_place(request: Request, model: ModelVersion) -> Iterator[None]:
+    """Name the request's model (for its metrics) and hold one of the model's admission
+    places; none free raises the 503."""
+    request.state.model = model.name
+    assert model.batcher is not None
+    with model.batcher.admission():
+        yield
+
+
 def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
     """A dependency that picks the task's model from ``model``/``version`` and holds one of its
     admission places until the handler returns. It comes before the body is read, so a request
@@ -60,9 +71,7 @@ def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> AsyncIterator[ModelVersion]:
         chosen = registry.for_task(task, model, version)
-        request.state.model = chosen.name
-        assert chosen.batcher is not None
-        with chosen.batcher.admission():
+        with holding_place(request, chosen):
             yield chosen
 
     return dependency

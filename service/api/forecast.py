@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import RegistryDep, SettingsDep, holding_place
 from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidParameterError
 from service.forecast import finish_forecast, prepare_series
@@ -29,10 +29,7 @@ async def forecast_series(
             f"{len(request.series)} series is over the limit of {settings.max_series_per_request}"
         )
     model = registry.for_task("forecasting", request.model, request.version)
-    http_request.state.model = model.name
-    assert model.manifest is not None and model.manifest.forecasting is not None
-    assert model.batcher is not None
-    with model.batcher.admission():
+    with holding_place(http_request, model):
         return await _forecast(model, request, settings.max_series_length)
 
 

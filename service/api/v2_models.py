@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service import __version__
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import RegistryDep, SettingsDep, holding_place
 from service.api.errors import ERROR_RESPONSES
 from service.config import Settings
 from service.errors import InvalidInputError, is_whole_number
@@ -176,9 +176,7 @@ async def model_infer(
     version: str | None = None,
 ) -> Response:  # fmt: skip
     model = _model(registry, name, version)
-    request.state.model = model.name
-    assert model.manifest is not None and model.batcher is not None
-    with model.batcher.admission():
+    with holding_place(request, model):
         return await _infer(request, model, settings)
 
 
