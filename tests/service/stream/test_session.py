@@ -23,6 +23,25 @@ pytestmark = pytest.mark.anyio
 FRAME = encode(solid_rgb(64, 48, (220, 0, 0)), "JPEG", quality=90)
 
 
+def _session(tiny_repo: Path) -> tuple[StreamSession, list[dict[str, Any]]]:
+    """A session on the tiny detector whose messages land in the returned list."""
+    model = load_version(
+        "tiny-detector", 1, tiny_repo / "tiny-detector" / "1", Settings(intra_op_threads=1)
+    )
+    results: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        results.append(message)
+
+    async def close(code: int, reason: str) -> None:
+        pass
+
+    stream = StreamSession(
+        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
+    )
+    return stream, results
+
+
 async def test_latest_slot_keeps_the_newest_item_and_returns_the_replaced_one() -> None:
     slot: LatestSlot[int] = LatestSlot()
     assert slot.put(1) is None
@@ -46,9 +65,6 @@ def test_moving_mean_starts_at_the_first_value_then_follows_slowly() -> None:
 async def test_a_burst_decodes_only_frames_that_are_inferred(
     tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = load_version(
-        "tiny-detector", 1, tiny_repo / "tiny-detector" / "1", Settings(intra_op_threads=1)
-    )
     decoded: list[int] = []
 
     def counting_prepare(*args: Any) -> Any:
@@ -61,17 +77,7 @@ async def test_a_burst_decodes_only_frames_that_are_inferred(
 
     monkeypatch.setattr(session_module, "prepare_batch", counting_prepare)
     monkeypatch.setattr(session_module, "infer", slow_infer)
-    results: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        results.append(message)
-
-    async def close(code: int, reason: str) -> None:
-        pass
-
-    stream = StreamSession(
-        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
-    )
+    stream, results = _session(tiny_repo)
     stream.start()
     try:
         for index in range(20):
@@ -91,20 +97,7 @@ async def test_a_burst_decodes_only_frames_that_are_inferred(
 async def test_an_inference_ending_sooner_than_estimated_starts_the_next_decode(
     tiny_repo: Path,
 ) -> None:
-    model = load_version(
-        "tiny-detector", 1, tiny_repo / "tiny-detector" / "1", Settings(intra_op_threads=1)
-    )
-    results: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        results.append(message)
-
-    async def close(code: int, reason: str) -> None:
-        pass
-
-    stream = StreamSession(
-        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
-    )
+    stream, results = _session(tiny_repo)
     stream._infer_time.add(5.0)  # a wildly pessimistic estimate (say, a slow first inference)
     stream.start()
     try:
