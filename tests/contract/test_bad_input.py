@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, rss_mb
 from tests.contract.test_errors import png_declaring
 from tests.images import encode, solid_rgb
 
@@ -27,13 +27,6 @@ def _save(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +80,7 @@ def test_the_whole_corpus_gets_clear_answers_and_memory_returns(server: LiveServ
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for _ in range(20):  # warm up allocators before the baseline
             client.post("/v1/classify", content=RED, headers={"content-type": "image/png"})
-        baseline = _rss_mb(server.process.pid)
+        baseline = rss_mb(server.process.pid)
         answers = []
         for _ in range(3):
             for name, body, media_type, status in IMAGE_CORPUS:
@@ -118,7 +111,7 @@ def test_the_whole_corpus_gets_clear_answers_and_memory_returns(server: LiveServ
         ok = client.post("/v1/classify", content=RED, headers={"content-type": "image/png"})
         assert ok.status_code == 200
         time.sleep(0.5)
-        grown = _rss_mb(server.process.pid) - baseline
+        grown = rss_mb(server.process.pid) - baseline
     assert grown < 150, f"resident memory grew by {grown:.0f} MB"
 
 

@@ -1,6 +1,6 @@
 """Overload: four times the load that saturates polypserve, for a while.
 
-wrk holds ``4 x saturating`` connections busy (closed loop) while a slow probe client measures
+wrk holds ``4 x saturating`` connections busy (closed loop) while probe clients measure
 what a request sees: admitted ones must keep a bounded latency, the rest must be refused at once
 (503 with Retry-After) rather than everything slowing down together.
 """
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from tests.conftest import rss_mb
 from tests.perf.load import run_wrk
 
 SATURATING_CONNECTIONS = 8
@@ -22,13 +23,6 @@ SATURATING_CONNECTIONS = 8
 # that the admitted requests' p99 means something (most probes are refused, by design).
 PROBES = 4
 PROBE_INTERVAL_S = 0.02
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 class Probe(threading.Thread):
@@ -57,7 +51,7 @@ class Probe(threading.Thread):
 
 def overload(url: str, body_path: Path, seconds: float, server_pid: int) -> dict[str, Any]:
     unloaded = run_wrk(url, body_path, "image/jpeg", SATURATING_CONNECTIONS, min(seconds, 5))
-    baseline_rss = _rss_mb(server_pid)
+    baseline_rss = rss_mb(server_pid)
     probes = [Probe(url, body_path.read_bytes(), PROBE_INTERVAL_S) for _ in range(PROBES)]
     for probe in probes:
         probe.start()
@@ -89,5 +83,5 @@ def overload(url: str, body_path: Path, seconds: float, server_pid: int) -> dict
         "probe_refused_p50_ms": p(refused, 50),
         "refusals_with_retry_after": all(r is not None for s, _, r in samples if s == 503),
         "probe_failures": [s for s, _, _ in samples if s not in (200, 503)],
-        "rss_growth_mb": round(_rss_mb(server_pid) - baseline_rss, 1),
+        "rss_growth_mb": round(rss_mb(server_pid) - baseline_rss, 1),
     }

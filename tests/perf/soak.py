@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,16 +20,10 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from service.stream.framing import build_frame_message
+from tests.conftest import rss_mb
 from tests.images import encode, solid_rgb
 
 IMAGE = encode(solid_rgb(320, 240, (200, 40, 40)), "JPEG")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _requests(models: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
