@@ -1,8 +1,8 @@
 """Dynamic batching: one queue per model version, gathered into one ``session.run``.
 
-A request first takes one of ``max_queue_size`` admission places (refused at once when none is
-free), then adds items (feeds whose leading axis is their row count) to the queue. A worker
-takes the first item, waits up to ``max_queue_delay_ms`` for more with the same trailing shapes,
+A request first passes admission (``service.admission``: a place, and the latency budget),
+then adds items (feeds whose leading axis is their row count) to the queue. A worker takes the
+first item, waits up to ``max_queue_delay_ms`` for more with the same trailing shapes,
 up to ``max_batch_size`` rows, runs them as one batch in a thread, and hands each item its rows
 of the outputs. While a batch runs, the next one gathers, so batches grow with load by
 themselves. An item whose deadline passes before its batch starts is dropped and its caller
@@ -12,15 +12,15 @@ answered 504.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.admission import Admission
 from service.errors import DeadlineExceededError, OverloadedError
 
 Feeds = dict[str, np.ndarray]
@@ -32,6 +32,10 @@ class BatchingConfig:
     max_batch_size: int = 8
     max_queue_delay_ms: float = 0.0
     max_queue_size: int = 64
+    # Refuse at admission when the expected latency is over this (0: no budget), but only
+    # once pipeline_width requests (as many as can be worked on without queueing) are in.
+    latency_budget_ms: float = 0.0
+    pipeline_width: int = 1
     timeout_ms: float = 10_000.0
     # Batches of one model that may run at once (Triton's instance count).
     instances: int = 1
@@ -90,7 +94,10 @@ class Batcher:
         self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix="infer")
         self._closing = False
         self._running = 0
-        self._admitted = 0
+        # Taken by each HTTP request before its body is read (service.api.deps).
+        self.admission = Admission(
+            config.max_queue_size, config.latency_budget_ms, config.pipeline_width
+        )
         self.stats = BatchStats()
         # Called once per batch with (rows, each item's queue seconds, compute seconds).
         self.observers: list[Callable[[int, list[float], float], None]] = []
@@ -98,23 +105,6 @@ class Batcher:
     @property
     def queued(self) -> int:
         return len(self._queue)
-
-    @contextlib.contextmanager
-    def admission(self) -> Iterator[None]:
-        """Hold one of ``max_queue_size`` places for a request from before its body is read
-        until it is answered, so overload is refused before any work is spent on it."""
-        if self._closing:
-            raise OverloadedError("the model is shutting down", retry_after_s=1)
-        if self._admitted >= self.config.max_queue_size:
-            raise OverloadedError(
-                f"the model is at its limit of {self.config.max_queue_size} requests",
-                retry_after_s=1,
-            )
-        self._admitted += 1
-        try:
-            yield
-        finally:
-            self._admitted -= 1
 
     async def infer(self, feeds: Feeds) -> list[np.ndarray]:
         """Run ``feeds`` (leading axis = rows) in some batch; returns this item's outputs."""
@@ -146,7 +136,7 @@ class Batcher:
 
     async def close(self) -> None:
         """Refuse new items, finish the queued ones, stop the workers."""
-        self._closing = True
+        self._closing = self.admission.closing = True
         while self._queue or self._running:
             await asyncio.sleep(0.005)
         for worker in self._workers:

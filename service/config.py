@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float = Field(0.0, ge=0.0)
     # Requests admitted per model (decoding, queued or running); more get 503 at once.
     max_queue_size: int = Field(32, gt=0)
+    # A request whose expected latency (requests admitted before it / measured throughput) is
+    # over this is refused with 503 at once; 0 turns the budget off (service.admission).
+    latency_budget_ms: float = Field(0.0, ge=0.0)
     request_timeout_ms: float = Field(10_000.0, gt=0.0)
     batch_instances: int = Field(1, gt=0)
 

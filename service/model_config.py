@@ -21,6 +21,7 @@ class ModelConfig(BaseModel):
     max_batch_size: int | None = Field(None, gt=0)
     max_queue_delay_ms: float | None = Field(None, ge=0)
     max_queue_size: int | None = Field(None, gt=0)
+    latency_budget_ms: float | None = Field(None, ge=0)
     timeout_ms: float | None = Field(None, gt=0)
     instances: int | None = Field(None, gt=0)
 
@@ -30,6 +31,7 @@ def batching_config(model_dir: Path, manifest: Manifest, settings: Settings) -> 
     overrides = ModelConfig()
     if (model_dir / CONFIG_FILE).is_file():
         overrides = ModelConfig.model_validate_json((model_dir / CONFIG_FILE).read_bytes())
+    instances = overrides.instances or settings.batch_instances
     return BatchingConfig(
         max_batch_size=overrides.max_batch_size or manifest.defaults.max_batch_size,
         max_queue_delay_ms=(
@@ -38,6 +40,12 @@ def batching_config(model_dir: Path, manifest: Manifest, settings: Settings) -> 
             else overrides.max_queue_delay_ms
         ),
         max_queue_size=overrides.max_queue_size or settings.max_queue_size,
+        latency_budget_ms=(
+            settings.latency_budget_ms
+            if overrides.latency_budget_ms is None
+            else overrides.latency_budget_ms
+        ),
         timeout_ms=overrides.timeout_ms or settings.request_timeout_ms,
-        instances=overrides.instances or settings.batch_instances,
+        instances=instances,
+        pipeline_width=settings.decode_threads + instances,
     )

@@ -55,7 +55,7 @@ def holding_place(request: Request, model: ModelVersion) -> Iterator[None]:
     places; none free raises the 503."""
     request.state.model = model.name
     assert model.batcher is not None
-    with model.batcher.admission():
+    with model.batcher.admission.hold():
         yield
 
 

@@ -128,7 +128,10 @@ async def model_config(
             },
         },
         "instance_group": [{"count": config.instances, "kind": "KIND_CPU"}],
-        "parameters": {"task": {"string_value": model.manifest.task}},
+        "parameters": {
+            "task": {"string_value": model.manifest.task},
+            "latency_budget_ms": {"string_value": f"{config.latency_budget_ms:g}"},
+        },
     }
 
 

@@ -93,18 +93,19 @@ async def test_unbatchable_graphs_run_one_item_at_a_time() -> None:
     await batcher.close()
 
 
-async def test_admission_refuses_at_once_with_retry_after() -> None:
-    batcher = Batcher(RecordingModel(), BatchingConfig(max_queue_size=2), batchable=True)
-    with batcher.admission(), batcher.admission():
-        started = time.perf_counter()
-        with pytest.raises(OverloadedError) as refused, batcher.admission():
-            pass
-        assert time.perf_counter() - started < 0.01
-    assert refused.value.headers == {"Retry-After": "1"} and refused.value.status_code == 503
-    with batcher.admission():  # places come back when requests end
+async def test_admission_follows_the_config_and_closes_with_the_batcher() -> None:
+    config = BatchingConfig(max_queue_size=2, latency_budget_ms=50, instances=1, pipeline_width=3)
+    batcher = Batcher(RecordingModel(), config, batchable=True)
+    admission = batcher.admission
+    assert (admission.max_requests, admission.latency_budget_s, admission.min_admitted) == (
+        2, 0.05, 3,
+    )  # fmt: skip
+    with admission.hold():
         (out,) = await batcher.infer(_item(1))
     assert out[0, 0] == 2
     await batcher.close()
+    with pytest.raises(OverloadedError, match="shutting down"), admission.hold():
+        pass
 
 
 async def test_deadline_answers_504_and_drops_work_not_started() -> None:

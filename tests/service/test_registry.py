@@ -104,15 +104,18 @@ def test_batching_knobs_come_from_settings_manifest_and_config_json(tmp_path: Pa
     build_classifier(tmp_path)
     build_forecaster(tmp_path)
     (tmp_path / "tiny-classifier" / "config.json").write_text(
-        json.dumps({"max_batch_size": 3, "max_queue_delay_ms": 2.5})
+        json.dumps({"max_batch_size": 3, "max_queue_delay_ms": 2.5, "latency_budget_ms": 0})
     )
-    registry = _registry(tmp_path, max_queue_size=7)
+    registry = _registry(tmp_path, max_queue_size=7, latency_budget_ms=60, decode_threads=3)
     classifier = registry.get("tiny-classifier").batcher
     forecaster = registry.get("tiny-forecaster").batcher
     assert classifier is not None and forecaster is not None
     assert (classifier.config.max_batch_size, classifier.config.max_queue_delay_ms) == (3, 2.5)
     assert classifier.config.max_queue_size == forecaster.config.max_queue_size == 7
     assert forecaster.config.max_batch_size == 8  # the manifest's default
+    # the budget: the setting, turned off by the classifier's config.json
+    assert (classifier.config.latency_budget_ms, forecaster.config.latency_budget_ms) == (0, 60)
+    assert forecaster.config.pipeline_width == 3 + 1  # decoding threads + inference instances
 
 
 def test_invalid_config_json_fails_only_that_model(tmp_path: Path) -> None:

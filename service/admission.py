@@ -1,0 +1,106 @@
+"""Admission control for one model: who may start, decided before the request body is read.
+
+A request holds one of ``max_requests`` places from before its body is read until it is
+answered. With a latency budget, a request is also refused when the latency it can expect is
+over the budget: the requests already admitted plus itself, divided by the model's recent
+throughput (Little's law). Under overload the admitted requests then keep a bounded latency and
+the rest are refused at once, instead of every request waiting behind a full queue; a frame
+answered late is of no use to a live video, and a client told 503 early can go elsewhere.
+
+The budget never refuses while fewer than ``min_admitted`` requests are in: the pipeline's
+width (decoding threads plus inference instances), that many are worked on without queueing.
+Throughput is measured, not configured: completions per second of the time the pipeline was
+full (at least ``min_admitted`` requests in), smoothed, so it is the capacity, following the
+frame size, the batch sizes and whatever else shares the CPU. Time with fewer requests in would
+measure one request's latency instead and refuse the bursts of a light load. Until the first
+measurement only the places limit. The floor also keeps clients that retry at once, without
+honouring Retry-After, from talking the estimate, and with it the number admitted, down to
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+from service.errors import OverloadedError
+
+# Seconds of a full pipeline per throughput measurement, and the weight of each new one.
+SAMPLE_S = 0.25
+SMOOTHING = 0.3
+
+
+class Admission:
+    def __init__(
+        self,
+        max_requests: int,
+        latency_budget_ms: float = 0.0,
+        min_admitted: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_requests = max_requests
+        self.latency_budget_s = latency_budget_ms / 1000.0  # 0: no budget
+        self.min_admitted = min_admitted
+        self._clock = clock
+        self.admitted = 0
+        self.closing = False
+        self.throughput: float | None = None  # completions per second of a full pipeline
+        self._full_s = 0.0
+        self._completions = 0
+        self._last_event = clock()
+
+    def expected_latency_s(self) -> float | None:
+        """What a request admitted now can expect to wait for its answer, if measured yet."""
+        if not self.throughput:
+            return None
+        return (self.admitted + 1) / self.throughput
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """One place for the duration of the block, or OverloadedError (503) at once."""
+        if self.closing:
+            raise OverloadedError("the model is shutting down", retry_after_s=1)
+        if self.admitted >= self.max_requests:
+            raise OverloadedError(
+                f"the model is at its limit of {self.max_requests} requests", retry_after_s=1
+            )
+        expected = self.expected_latency_s()
+        if (
+            self.latency_budget_s
+            and self.admitted >= self.min_admitted
+            and expected is not None
+            and expected > self.latency_budget_s
+        ):
+            raise OverloadedError(
+                f"the model is busy: a request now would wait about {expected * 1000:.0f} ms, "
+                f"over its latency budget of {self.latency_budget_s * 1000:g} ms",
+                retry_after_s=1,
+            )
+        self._account()
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self._account()
+            if self.admitted >= self.min_admitted:
+                self._completions += 1
+            self.admitted -= 1
+            self._measure()
+
+    def _account(self) -> None:
+        """Count the time since the last event if the pipeline was full."""
+        now = self._clock()
+        if self.admitted >= self.min_admitted:
+            self._full_s += now - self._last_event
+        self._last_event = now
+
+    def _measure(self) -> None:
+        if self._full_s < SAMPLE_S:
+            return
+        sample = self._completions / self._full_s
+        if self.throughput is None:
+            self.throughput = sample
+        else:
+            self.throughput += SMOOTHING * (sample - self.throughput)
+        self._full_s, self._completions = 0.0, 0
