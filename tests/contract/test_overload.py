@@ -1,8 +1,10 @@
-"""Overload against a live uvicorn: four times the saturating load for 30 s.
+"""Overload against a live uvicorn: arrivals at four times its capacity for 20 s, with a
+latency budget.
 
 Functional properties are asserted; the timings are printed, not asserted (the machine is
 small and noisy; ``python -m tests.perf.bench`` reports them): nothing is lost, refusals are
-503 with Retry-After and come back faster than admitted requests, memory stays bounded.
+503 with Retry-After and come back faster than admitted requests, memory stays bounded, and the
+service serves normally afterwards.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from tests.conftest import LiveServer
 from tests.images import encode
 from tests.perf.overload import overload
 
-SECONDS = 30.0
+SECONDS = 20.0
 
 
-def test_four_times_the_saturating_load_loses_nothing(tiny_repo: Path, tmp_path: Path) -> None:
+def test_four_times_the_capacity_loses_nothing(tiny_repo: Path, tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
         if os.environ.get("CI"):
             pytest.fail("wrk is missing; .ci/run installs Debian's wrk")
@@ -32,7 +34,9 @@ def test_four_times_the_saturating_load_loses_nothing(tiny_repo: Path, tmp_path:
     frame = tmp_path / "frame.jpg"
     frame.write_bytes(encode(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8),
                              "JPEG", quality=90))  # fmt: skip
-    server = LiveServer(tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16")
+    server = LiveServer(
+        tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16", POLYPSERVE_LATENCY_BUDGET_MS="60"
+    )
     try:
         server.wait_until_ready()
         result = overload(server.url + "/v1/detect", frame, SECONDS, server.process.pid)
@@ -42,10 +46,10 @@ def test_four_times_the_saturating_load_loses_nothing(tiny_repo: Path, tmp_path:
         server.stop()
     print("\noverload:", json.dumps(result))
     assert set(result["overloaded_statuses"]) <= {"200", "503"}, result
-    assert result["socket_errors"] == 0 and result["probe_failures"] == []
-    assert result["overloaded_statuses"].get("503", 0) > 0 and result["probe_admitted"] > 0
+    assert result["light_statuses"] == ["200"]
+    assert result["overloaded_statuses"].get("503", 0) > 0
+    assert result["overloaded_statuses"].get("200", 0) > 0
     assert result["refusals_with_retry_after"]
-    if result["probe_refused"]:
-        assert result["probe_refused_p50_ms"] < result["probe_admitted_p99_ms"]
+    assert result["refused_p50_ms"] < result["admitted_p50_ms"]
     assert result["rss_growth_mb"] < 200
     assert after.status_code == 200

@@ -52,6 +52,7 @@ def test_model_metadata_and_config(client: triton.InferenceServerClient) -> None
         "name": "images", "data_type": "TYPE_FP32", "dims": [3, 32, 32], "format": "FORMAT_NCHW",
     }  # fmt: skip
     assert "max_queue_delay_microseconds" in config["dynamic_batching"]
+    assert config["parameters"]["latency_budget_ms"] == {"string_value": "0"}
 
 
 @pytest.mark.parametrize("binary", [True, False])

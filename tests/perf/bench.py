@@ -7,7 +7,8 @@ For each shipped image model and each frame size it measures, in one run:
   (b) naive: ``tests/perf/naive_service.py`` under uvicorn;
   (c) polypserve under uvicorn;
 with wrk at each concurrency, and prints throughput, p50, p99 and the ratios c/a and c/b
-(medians of ``--runs`` runs). Then an overload run at 4x polypserve's capacity.
+(medians of ``--runs`` runs). Then overload runs: arrivals at 4x polypserve's capacity,
+without and with a latency budget.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from service.loading import load_version
 from service.predict import StageTimer, classify, detect, prepare_batch, segment
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
-from tests.perf.overload import overload
+from tests.perf.overload import overload, saturate
 
 # ---- configuration --------------------------------------------------------------------------
 MODELS = ["polyp-detector", "polyp-classifier", "polyp-segmenter"]
 FRAMES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 CONCURRENCY = [1, 8, 32]
+# The latency budget of the second overload run: two frames at 30 fps (see service.admission).
+OVERLOAD_BUDGET_MS = 60
 SAMPLE = Path("../shared/data/kvasir-seg/images/cju0qkwl35piu0993l0dewei2.jpg")
 ROUTES = {"detection": "/v1/detect", "classification": "/v1/classify",
           "segmentation": "/v1/segment"}  # fmt: skip
@@ -122,6 +125,27 @@ def threading_study(model_dir: Path, seconds: float, runs: int) -> None:
         )
 
 
+def overload_runs(model_dir: Path, workdir: Path, seconds: float) -> list[dict[str, object]]:
+    """The detector on 1080p frames at 4x its capacity: as shipped (no latency budget), then
+    with ``OVERLOAD_BUDGET_MS``, both against the capacity measured without a budget."""
+    body = workdir / "1920x1080.jpg"
+    body.write_bytes(make_frame(FRAMES["1920x1080"]))
+    rows: list[dict[str, object]] = []
+    saturated = None
+    for budget in (0, OVERLOAD_BUDGET_MS):
+        server = servers.polypserve(model_dir, latency_budget_ms=str(budget))
+        try:
+            saturated = saturated or saturate(server.url + "/v1/detect", body, 5)
+            result = overload(
+                server.url + "/v1/detect", body, seconds, server.process.pid, saturated
+            )
+        finally:
+            server.stop()
+        rows.append({"overload": result, "latency_budget_ms": budget})
+        print(f"overload, latency budget {budget} ms:", json.dumps(result), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -131,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--only-overload", action="store_true", help="only the overload runs")
     parser.add_argument(
         "--threading", action="store_true",
         help="instead: ORT intra-op threads against uvicorn workers, detector, 1080p, c=8",
@@ -141,9 +166,9 @@ def main() -> None:
     if args.threading:
         threading_study(args.models_dir / "polyp-detector", args.seconds, args.runs)
         return
-    rows = []
+    rows: list[dict[str, object]] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    for name in args.models:
+    for name in [] if args.only_overload else args.models:
         model_dir = args.models_dir / name
         if not model_dir.is_dir():
             print(f"skip {name}: not in {args.models_dir}")
@@ -190,15 +215,7 @@ def main() -> None:
                     flush=True,
                 )
     if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
-        body = workdir / "1920x1080.jpg"
-        body.write_bytes(make_frame(FRAMES["1920x1080"]))
-        server = servers.polypserve(args.models_dir / "polyp-detector")
-        try:
-            result = overload(server.url + "/v1/detect", body, args.seconds * 2, server.process.pid)
-        finally:
-            server.stop()
-        rows.append({"overload": result})
-        print("overload:", json.dumps(result), flush=True)
+        rows.extend(overload_runs(args.models_dir / "polyp-detector", workdir, args.seconds * 2))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -1,87 +1,71 @@
-"""Overload: four times the load that saturates polypserve, for a while.
+"""Overload: requests arriving at four times the rate polypserve can serve, for a while.
 
-wrk holds ``4 x saturating`` connections busy (closed loop) while probe clients measure
-what a request sees: admitted ones must keep a bounded latency, the rest must be refused at once
-(503 with Retry-After) rather than everything slowing down together.
+The capacity and the saturated latency come from wrk at the saturating concurrency. Then an
+open-loop generator (``tests.perf.open_loop``) sends Poisson arrivals, first at a quarter of the
+capacity (light load), then at four times it. Admitted requests must keep a bounded latency; the
+rest must be refused at once (503 with Retry-After) rather than everything slowing down together.
+Arrivals, not connections, define the load: wrk's closed loop would answer each quick refusal
+with an instant retry, a storm whose rate only measures how fast refusals are.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
-
 from tests.conftest import rss_mb
-from tests.perf.load import run_wrk
+from tests.perf.load import LoadResult, run_wrk
+from tests.perf.open_loop import open_loop
 
 SATURATING_CONNECTIONS = 8
-# Probe clients beside wrk, each sending a request every PROBE_INTERVAL_S: enough samples
-# that the admitted requests' p99 means something (most probes are refused, by design).
-PROBES = 4
-PROBE_INTERVAL_S = 0.02
+LIGHT, OVERLOAD = 0.25, 4.0  # arrival rates, as fractions of the measured capacity
 
 
-class Probe(threading.Thread):
-    """One request every ``interval`` s; records (status, latency ms, Retry-After)."""
-
-    def __init__(self, url: str, body: bytes, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.url, self.body, self.interval = url, body, interval
-        self.samples: list[tuple[int, float, str | None]] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(timeout=60) as client:
-            while not self.stopping.is_set():
-                begin = time.perf_counter()
-                try:
-                    response = client.post(
-                        self.url, content=self.body, headers={"content-type": "image/jpeg"}
-                    )
-                    status, retry = response.status_code, response.headers.get("retry-after")
-                except httpx.HTTPError:
-                    status, retry = 0, None
-                self.samples.append((status, (time.perf_counter() - begin) * 1000, retry))
-                time.sleep(self.interval)
+def saturate(url: str, body_path: Path, seconds: float) -> LoadResult:
+    """Capacity and latency at the saturating concurrency (wrk, closed loop)."""
+    return run_wrk(url, body_path, "image/jpeg", SATURATING_CONNECTIONS, seconds)
 
 
-def overload(url: str, body_path: Path, seconds: float, server_pid: int) -> dict[str, Any]:
-    unloaded = run_wrk(url, body_path, "image/jpeg", SATURATING_CONNECTIONS, min(seconds, 5))
+def overload(
+    url: str,
+    body_path: Path,
+    seconds: float,
+    server_pid: int,
+    saturated: LoadResult | None = None,
+) -> dict[str, Any]:
+    """``saturated``: the reference, when it was measured on a server without a latency budget
+    (a budget refuses some of wrk's closed loop, so it cannot measure the capacity)."""
+    saturated = saturated or saturate(url, body_path, min(seconds, 5))
+    capacity = saturated.throughput
+    body = body_path.read_bytes()
+    light = open_loop(url, body, "image/jpeg", LIGHT * capacity, seconds, seed=1)
     baseline_rss = rss_mb(server_pid)
-    probes = [Probe(url, body_path.read_bytes(), PROBE_INTERVAL_S) for _ in range(PROBES)]
-    for probe in probes:
-        probe.start()
-    loaded = run_wrk(url, body_path, "image/jpeg", 4 * SATURATING_CONNECTIONS, seconds)
-    for probe in probes:
-        probe.stopping.set()
-        probe.join()
-    samples = [sample for probe in probes for sample in probe.samples]
-    admitted = np.array([ms for status, ms, _ in samples if status == 200])
-    refused = np.array([ms for status, ms, _ in samples if status == 503])
+    loaded = open_loop(url, body, "image/jpeg", OVERLOAD * capacity, seconds, seed=2)
+    admitted_p99 = loaded.percentile(200, 99)
+    statuses: dict[str, int] = {}
+    for status, _, _ in loaded.samples:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
 
-    def p(values: np.ndarray, q: float) -> float | None:
-        return round(float(np.percentile(values, q)), 1) if values.size else None
+    def ratio(reference: float | None) -> float | None:
+        return round(admitted_p99 / reference, 2) if admitted_p99 and reference else None
 
     return {
-        "capacity_per_s": round(unloaded.throughput, 1),
-        "unloaded_p99_ms": round(unloaded.p99_ms, 1),
-        "overloaded_statuses": loaded.statuses,
-        "socket_errors": loaded.socket_errors,
-        "served_per_s": round(loaded.throughput, 1),
-        "probe_admitted": int(admitted.size),
-        "probe_admitted_p99_ms": p(admitted, 99),
-        "admitted_p99_over_unloaded": (
-            round(float(np.percentile(admitted, 99)) / unloaded.p99_ms, 2)
-            if admitted.size
-            else None
-        ),
-        "probe_refused": int(refused.size),
-        "probe_refused_p50_ms": p(refused, 50),
-        "refusals_with_retry_after": all(r is not None for s, _, r in samples if s == 503),
-        "probe_failures": [s for s, _, _ in samples if s not in (200, 503)],
+        "capacity_per_s": round(capacity, 1),
+        "saturated_p99_ms": round(saturated.p99_ms, 1),
+        "light_rate_per_s": round(light.rate, 1),
+        "light_p50_ms": light.percentile(200, 50),
+        "light_p99_ms": light.percentile(200, 99),
+        "light_statuses": sorted({str(status) for status, _, _ in light.samples}),
+        "overload_rate_per_s": round(loaded.rate, 1),
+        "overloaded_statuses": statuses,
+        "served_per_s": round(loaded.count(200) / seconds, 1),
+        "admitted_p50_ms": loaded.percentile(200, 50),
+        "admitted_p99_ms": admitted_p99,
+        "admitted_p99_over_saturated": ratio(saturated.p99_ms),
+        "admitted_p99_over_light": ratio(light.percentile(200, 99)),
+        "refused_p50_ms": loaded.percentile(503, 50),
+        "refused_p99_ms": loaded.percentile(503, 99),
+        "refusals_with_retry_after": all(retry for s, _, retry in loaded.samples if s == 503),
+        "connections": loaded.connections,
         "rss_growth_mb": round(rss_mb(server_pid) - baseline_rss, 1),
     }
