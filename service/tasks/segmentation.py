@@ -17,12 +17,19 @@ def probabilities(logits_chw: np.ndarray, activation: Literal["sigmoid", "softma
 
 
 def label_mask(probs_chw: np.ndarray, activation: str, threshold: float) -> np.ndarray:
-    """(H, W) int mask: 0 background, k for class k (sigmoid: 1..C; softmax: argmax, 0 = bg)."""
+    """(H, W) mask: 0 background, k for class k (sigmoid: 1..C; softmax: argmax, 0 = bg).
+
+    uint8 while the classes fit (the masks are full-size: a 1080p int64 mask is 16 MB), and one
+    sigmoid class needs only its threshold, not an argmax over a single plane.
+    """
+    dtype = np.uint8 if probs_chw.shape[0] < 255 else np.int32
     if activation == "softmax":
-        return np.asarray(probs_chw.argmax(axis=0), dtype=np.int64)
-    above = probs_chw > threshold
-    best = probs_chw.argmax(axis=0) + 1
-    return np.where(above.any(axis=0), best, 0).astype(np.int64)
+        return probs_chw.argmax(axis=0).astype(dtype)
+    if probs_chw.shape[0] == 1:
+        return (probs_chw[0] > threshold).astype(dtype)
+    above = (probs_chw > threshold).any(axis=0)
+    best = probs_chw.argmax(axis=0).astype(dtype) + dtype(1)
+    return np.where(above, best, dtype(0))
 
 
 def mask_box(mask: np.ndarray) -> list[int] | None:

@@ -34,3 +34,7 @@ def test_sigmoid_and_softmax_label_masks() -> None:
     three_class = np.array([[[5.0, 0.0]], [[0.0, 0.0]], [[0.0, 9.0]]])
     probs = probabilities(three_class, "softmax")
     np.testing.assert_array_equal(label_mask(probs, "softmax", 0.5), [[0, 2]])
+    two_sigmoids = probabilities(np.array([[[-5.0, 1.0, 4.0]], [[-5.0, 3.0, 2.0]]]), "sigmoid")
+    mask = label_mask(two_sigmoids, "sigmoid", 0.5)
+    np.testing.assert_array_equal(mask, [[0, 2, 1]])
+    assert mask.dtype == np.uint8  # full-size masks stay small
