@@ -24,9 +24,9 @@ def label_mask(probs_chw: np.ndarray, activation: str, threshold: float) -> np.n
     """
     dtype = np.uint8 if probs_chw.shape[0] < 255 else np.int32
     if activation == "softmax":
-        return probs_chw.argmax(axis=0).astype(dtype)
+        return np.asarray(probs_chw.argmax(axis=0), dtype=dtype)
     if probs_chw.shape[0] == 1:
-        return (probs_chw[0] > threshold).astype(dtype)
+        return np.asarray(probs_chw[0] > threshold, dtype=dtype)
     above = (probs_chw > threshold).any(axis=0)
     best = probs_chw.argmax(axis=0).astype(dtype) + dtype(1)
     return np.where(above, best, dtype(0))
