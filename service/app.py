@@ -33,6 +33,7 @@ from service.config import Settings
 from service.lifecycle import LIFECYCLE
 from service.loading import ModelVersion
 from service.logs import RequestIdMiddleware, configure_logging
+from service.memory import keep_freed_memory
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
 from service.registry import Registry
 
@@ -115,4 +116,5 @@ def app_from_environment() -> FastAPI:
     """The factory uvicorn calls (``--factory``): settings from ``POLYPSERVE_*``."""
     settings = Settings()
     configure_logging(settings)
+    keep_freed_memory(settings.malloc_keep_bytes)
     return create_app(settings)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Triton's model repository API (index, load, unload) under /v2/repository.
     model_control: bool = True
 
+    # Freed memory the C allocator keeps for the next request instead of page-faulting it in
+    # again (service.memory; glibc only); 0 leaves the allocator's defaults.
+    malloc_keep_bytes: int = Field(64 * 1024 * 1024, ge=0)
     # Threads decoding images at once; beyond the cores they only slow each other down.
     decode_threads: int = Field(2, gt=0)
     # Inference requests in flight in this process, all models together; more get 503.

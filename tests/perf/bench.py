@@ -27,6 +27,7 @@ from PIL import Image
 
 from service.config import Settings
 from service.loading import load_version
+from service.memory import keep_freed_memory
 from service.predict import StageTimer, classify, detect, prepare_batch, segment
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
@@ -57,7 +58,9 @@ def make_frame(size: tuple[int, int]) -> bytes:
 
 
 def ceiling(models_dir: Path, name: str, frame: bytes, seconds: float) -> float:
-    """Items per second of the in-process loop, one at a time, as the service computes them."""
+    """Items per second of the in-process loop, one at a time, as the service computes them
+    (with the service's allocator settings too)."""
+    keep_freed_memory(Settings().malloc_keep_bytes)
     versions = {int(p.name): p for p in (models_dir / name).iterdir() if p.name.isdigit()}
     version = max(versions)
     model = load_version(name, version, versions[version], Settings(models_dir=models_dir))
