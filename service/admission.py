@@ -1,21 +1,17 @@
-"""Admission control for one model: who may start, decided before the request body is read.
+"""Admission control for one model, decided before a request's body is read.
 
-A request holds one of ``max_requests`` places from before its body is read until it is
-answered. With a latency budget, a request is also refused when the latency it can expect is
-over the budget: the requests already admitted plus itself, divided by the model's recent
-throughput (Little's law). Under overload the admitted requests then keep a bounded latency and
-the rest are refused at once, instead of every request waiting behind a full queue; a frame
-answered late is of no use to a live video, and a client told 503 early can go elsewhere.
+A request holds one of ``max_requests`` places until it is answered. With a latency budget it
+is also refused when the latency it can expect, the requests admitted before it plus itself
+divided by the model's throughput (Little's law), is over the budget: under overload the
+admitted requests keep a bounded latency and the rest are told 503 at once, instead of every
+request waiting behind a full queue. A frame answered late is of no use to a live video.
 
-The budget never refuses while fewer than ``min_admitted`` requests are in: the pipeline's
-width (decoding threads plus inference instances), that many are worked on without queueing.
-Throughput is measured, not configured: completions per second of the time the pipeline was
-full (at least ``min_admitted`` requests in), smoothed, so it is the capacity, following the
-frame size, the batch sizes and whatever else shares the CPU. Time with fewer requests in would
-measure one request's latency instead and refuse the bursts of a light load. Until the first
-measurement only the places limit. The floor also keeps clients that retry at once, without
-honouring Retry-After, from talking the estimate, and with it the number admitted, down to
-nothing.
+The budget never refuses while fewer than ``min_admitted`` requests are in, the pipeline's width
+(decoding threads plus inference instances): those do not queue. The throughput is measured:
+completions per second of the time with at least that many in, smoothed, which is the capacity
+as it stands (frame size, batch sizes, whatever else shares the CPU). Time with fewer in would
+measure one request's latency instead, and the bursts of a light load would be refused. Until
+the first measurement only the places limit.
 """
 
 from __future__ import annotations
