@@ -11,7 +11,8 @@ The budget never refuses while fewer than ``min_admitted`` requests are in, the 
 completions per second of the time with at least that many in, smoothed, which is the capacity
 as it stands (frame size, batch sizes, whatever else shares the CPU). Time with fewer in would
 measure one request's latency instead, and the bursts of a light load would be refused. Until
-the first measurement only the places limit.
+the first measurement, and once the last one is STALE_S old, only the places limit: a capacity
+measured during a storm of retries, or before the load changed, must not refuse what follows.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from service.errors import OverloadedError
 # Seconds of a full pipeline per throughput measurement, and the weight of each new one.
 SAMPLE_S = 0.25
 SMOOTHING = 0.3
+STALE_S = 5.0
 
 
 class Admission:
@@ -42,13 +44,14 @@ class Admission:
         self.admitted = 0
         self.closing = False
         self.throughput: float | None = None  # completions per second of a full pipeline
+        self._measured_at = 0.0
         self._full_s = 0.0
         self._completions = 0
         self._last_event = clock()
 
     def expected_latency_s(self) -> float | None:
         """What a request admitted now can expect to wait for its answer, if measured yet."""
-        if not self.throughput:
+        if not self.throughput or self._clock() - self._measured_at > STALE_S:
             return None
         return (self.admitted + 1) / self.throughput
 
@@ -95,8 +98,9 @@ class Admission:
         if self._full_s < SAMPLE_S:
             return
         sample = self._completions / self._full_s
-        if self.throughput is None:
+        if self.throughput is None or self._clock() - self._measured_at > STALE_S:
             self.throughput = sample
         else:
             self.throughput += SMOOTHING * (sample - self.throughput)
         self._full_s, self._completions = 0.0, 0
+        self._measured_at = self._clock()

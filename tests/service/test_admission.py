@@ -5,7 +5,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from service.admission import SAMPLE_S, Admission
+from service.admission import SAMPLE_S, STALE_S, Admission
 from service.errors import OverloadedError
 
 
@@ -103,6 +103,20 @@ def test_a_light_load_measures_no_throughput_so_its_bursts_are_not_refused() -> 
     with ExitStack() as places:
         for _ in range(12):
             places.enter_context(admission.hold())
+
+
+def test_a_stale_measurement_is_forgotten_and_a_new_one_starts_afresh() -> None:
+    clock = Clock()
+    admission = Admission(max_requests=64, latency_budget_ms=50, min_admitted=1, clock=clock)
+    keep_full(admission, clock, in_flight=1, per_second=20)  # e.g. during a storm of retries
+    assert admission.expected_latency_s() == pytest.approx(1 / 20)
+    clock.now += STALE_S + 1
+    assert admission.expected_latency_s() is None
+    with ExitStack() as places:  # nothing measured: only the places limit
+        for _ in range(10):
+            places.enter_context(admission.hold())
+    keep_full(admission, clock, in_flight=1, per_second=200)
+    assert admission.throughput > 150  # started afresh: smoothed with the stale 20 it is < 90
 
 
 def test_without_a_budget_only_the_places_limit() -> None:
