@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.images import encode
-from tests.perf.overload import overload
+from tests.perf.overload import overload, saturate
 
 SECONDS = 20.0
 
@@ -34,12 +34,19 @@ def test_four_times_the_capacity_loses_nothing(tiny_repo: Path, tmp_path: Path) 
     frame = tmp_path / "frame.jpg"
     frame.write_bytes(encode(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8),
                              "JPEG", quality=90))  # fmt: skip
+    # The capacity comes from a server without a budget: wrk's closed loop storms against one.
+    unbudgeted = LiveServer(tiny_repo)
+    try:
+        unbudgeted.wait_until_ready()
+        saturated = saturate(unbudgeted.url + "/v1/detect", frame, 5)
+    finally:
+        unbudgeted.stop()
     server = LiveServer(
         tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16", POLYPSERVE_LATENCY_BUDGET_MS="60"
     )
     try:
         server.wait_until_ready()
-        result = overload(server.url + "/v1/detect", frame, SECONDS, server.process.pid)
+        result = overload(server.url + "/v1/detect", frame, SECONDS, server.process.pid, saturated)
         after = httpx.post(server.url + "/v1/detect", content=frame.read_bytes(),
                            headers={"content-type": "image/jpeg"})  # fmt: skip
     finally:

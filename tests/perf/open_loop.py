@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+# Idle keep-alive connections older than this are not reused: uvicorn closes them after 5 s.
+KEEP_ALIVE_S = 2.0
+
 
 @dataclass
 class OpenLoopResult:
@@ -58,12 +61,15 @@ async def _run(
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     result = OpenLoopResult(rate, seconds)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(arrived: float) -> None:
-        if idle:
-            reader, writer = idle.pop()
+        while idle:
+            reader, writer, last_used = idle.pop()
+            if time.perf_counter() - last_used < KEEP_ALIVE_S:
+                break
+            writer.close()  # the server may be closing it: never send on a stale connection
         else:
             reader, writer = await asyncio.open_connection(host, port)
             result.connections += 1
@@ -76,7 +82,7 @@ async def _run(
             result.samples.append((0, (time.perf_counter() - arrived) * 1000, False))
             return
         result.samples.append((status, (time.perf_counter() - arrived) * 1000, retry))
-        idle.append((reader, writer))
+        idle.append((reader, writer, time.perf_counter()))
 
     arrivals = random.Random(seed)
     start = time.perf_counter()
@@ -89,7 +95,7 @@ async def _run(
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.wait(tasks, timeout=60)
-    for _, writer in idle:
+    for _, writer, _ in idle:
         writer.close()
     return result
 
