@@ -3,7 +3,7 @@
 Post-processing a full-HD frame allocates arrays of several megabytes (a 1080p float32 plane is
 8 MB). By default glibc serves each from a fresh ``mmap`` and gives it back on ``free``, or trims
 the heap after it, so every request page-faults the same memory in again: for the segmenter at
-1080p that was a fifth of a request's latency. Serving large blocks from the heap and keeping
+1080p that was about a quarter of a frame's time. Serving large blocks from the heap and keeping
 up to ``keep_bytes`` freed at its top lets the next request reuse them; the price is resident
 memory that does not shrink below what requests recently needed.
 """
