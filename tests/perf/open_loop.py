@@ -65,20 +65,22 @@ async def _run(
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(arrived: float) -> None:
-        while idle:
-            reader, writer, last_used = idle.pop()
-            if time.perf_counter() - last_used < KEEP_ALIVE_S:
-                break
-            writer.close()  # the server may be closing it: never send on a stale connection
-        else:
-            reader, writer = await asyncio.open_connection(host, port)
-            result.connections += 1
+        writer = None
         try:
+            while idle:
+                reader, writer, last_used = idle.pop()
+                if time.perf_counter() - last_used < KEEP_ALIVE_S:
+                    break
+                writer.close()  # the server may be closing it: never send on a stale one
+            else:
+                reader, writer = await asyncio.open_connection(host, port)
+                result.connections += 1
             writer.write(request)
             await writer.drain()
             status, retry = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError):
-            writer.close()
+            if writer is not None:
+                writer.close()
             result.samples.append((0, (time.perf_counter() - arrived) * 1000, False))
             return
         result.samples.append((status, (time.perf_counter() - arrived) * 1000, retry))
