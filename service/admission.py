@@ -51,9 +51,14 @@ class Admission:
 
     def expected_latency_s(self) -> float | None:
         """What a request admitted now can expect to wait for its answer, if measured yet."""
-        if not self.throughput or self._clock() - self._measured_at > STALE_S:
+        throughput = self._fresh_throughput(self._clock())
+        return None if throughput is None else (self.admitted + 1) / throughput
+
+    def _fresh_throughput(self, now: float) -> float | None:
+        """The measured throughput, unless none was measured for STALE_S."""
+        if not self.throughput or now - self._measured_at > STALE_S:
             return None
-        return (self.admitted + 1) / self.throughput
+        return self.throughput
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -81,26 +86,25 @@ class Admission:
         try:
             yield
         finally:
-            self._account()
+            now = self._account()
             if self.admitted >= self.min_admitted:
                 self._completions += 1
             self.admitted -= 1
-            self._measure()
+            self._measure(now)
 
-    def _account(self) -> None:
-        """Count the time since the last event if the pipeline was full."""
+    def _account(self) -> float:
+        """Count the time since the last event if the pipeline was full; returns now."""
         now = self._clock()
         if self.admitted >= self.min_admitted:
             self._full_s += now - self._last_event
         self._last_event = now
+        return now
 
-    def _measure(self) -> None:
+    def _measure(self, now: float) -> None:
         if self._full_s < SAMPLE_S:
             return
         sample = self._completions / self._full_s
-        if self.throughput is None or self._clock() - self._measured_at > STALE_S:
-            self.throughput = sample
-        else:
-            self.throughput += SMOOTHING * (sample - self.throughput)
+        previous = self._fresh_throughput(now)
+        self.throughput = sample if previous is None else previous + SMOOTHING * (sample - previous)
         self._full_s, self._completions = 0.0, 0
-        self._measured_at = self._clock()
+        self._measured_at = now
