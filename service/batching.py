@@ -92,9 +92,9 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix="infer")
-        self._closing = False
         self._running = 0
-        # Taken by each HTTP request before its body is read (service.api.deps).
+        # Taken by each HTTP request before its body is read (service.api.deps); its closing
+        # flag is the batcher's too.
         self.admission = Admission(
             config.max_queue_size, config.latency_budget_ms, config.pipeline_width
         )
@@ -110,7 +110,7 @@ class Batcher:
         """Run ``feeds`` (leading axis = rows) in some batch; returns this item's outputs."""
         # The queue needs no bound of its own: admission bounds the requests, and each stream
         # session (their number capped) has at most one frame in it.
-        if self._closing:
+        if self.admission.closing:
             raise OverloadedError("the model is shutting down", retry_after_s=1)
         self._ensure_workers()
         rows = next(iter(feeds.values())).shape[0]
@@ -136,7 +136,7 @@ class Batcher:
 
     async def close(self) -> None:
         """Refuse new items, finish the queued ones, stop the workers."""
-        self._closing = self.admission.closing = True
+        self.admission.closing = True
         while self._queue or self._running:
             await asyncio.sleep(0.005)
         for worker in self._workers:
