@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,8 +33,9 @@ class OpenLoopResult:
     def latencies(self, status: int) -> np.ndarray:
         return np.array([ms for code, ms, _ in self.samples if code == status])
 
-    def count(self, status: int) -> int:
-        return sum(1 for code, _, _ in self.samples if code == status)
+    def statuses(self) -> dict[str, int]:
+        """Answers by status code (0: the connection failed)."""
+        return dict(Counter(str(code) for code, _, _ in self.samples))
 
     def percentile(self, status: int, q: float) -> float | None:
         values = self.latencies(status)

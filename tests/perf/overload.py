@@ -42,9 +42,7 @@ def overload(
     baseline_rss = rss_mb(server_pid)
     loaded = open_loop(url, body, "image/jpeg", OVERLOAD * capacity, seconds, seed=2)
     admitted_p99 = loaded.percentile(200, 99)
-    statuses: dict[str, int] = {}
-    for status, _, _ in loaded.samples:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    statuses = loaded.statuses()
 
     def ratio(reference: float | None) -> float | None:
         return round(admitted_p99 / reference, 2) if admitted_p99 and reference else None
@@ -55,10 +53,10 @@ def overload(
         "light_rate_per_s": round(light.rate, 1),
         "light_p50_ms": light.percentile(200, 50),
         "light_p99_ms": light.percentile(200, 99),
-        "light_statuses": sorted({str(status) for status, _, _ in light.samples}),
+        "light_statuses": sorted(light.statuses()),
         "overload_rate_per_s": round(loaded.rate, 1),
         "overloaded_statuses": statuses,
-        "served_per_s": round(loaded.count(200) / seconds, 1),
+        "served_per_s": round(statuses.get("200", 0) / seconds, 1),
         "admitted_p50_ms": loaded.percentile(200, 50),
         "admitted_p99_ms": admitted_p99,
         "admitted_p99_over_saturated": ratio(saturated.p99_ms),
