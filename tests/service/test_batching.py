@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Batcher, BatchingConfig
+from service.batching import Batcher, BatchingConfig, RunBatch
 from service.errors import DeadlineExceededError, OverloadedError
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +149,48 @@ async def test_close_finishes_queued_work_then_refuses() -> None:
     assert all(task.done() and not task.exception() for task in pending)
     with pytest.raises(OverloadedError):
         await batcher.infer(_item(5))
+
+
+async def test_an_idle_model_runs_work_at_once_in_its_inference_thread() -> None:
+    model = RecordingModel()
+    batcher = Batcher(model, BatchingConfig(), batchable=True)
+    assert batcher.idle
+    threads: list[str] = []
+
+    def work(run: RunBatch) -> float:
+        threads.append(threading.current_thread().name)
+        (out,) = run(_item(3, rows=2))
+        return float(out.sum())
+
+    assert await batcher.run_alone(work) == 36.0
+    assert threads[0].startswith("infer") and model.batches == [2]
+    stats = batcher.stats
+    # Counted as a batch of its rows that waited for nothing.
+    assert (stats.execution_count, stats.inference_count, stats.queue.count) == (1, 2, 1)
+    assert stats.queue.ns == 0 and {n: d.count for n, d in stats.batches.items()} == {2: 1}
+    assert batcher.idle
+    await batcher.close()
+
+
+async def test_batches_wait_for_work_running_alone_and_close_waits_for_both() -> None:
+    model = RecordingModel(seconds=0.05)
+    batcher = Batcher(model, BatchingConfig(max_batch_size=8), batchable=True)
+    alone = asyncio.create_task(batcher.run_alone(lambda run: run(_item(1))))
+    await asyncio.sleep(0.01)
+    assert not batcher.idle
+    queued = [asyncio.create_task(batcher.infer(_item(i))) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    await batcher.close()
+    assert alone.done() and all(task.done() for task in queued)
+    assert model.batches == [1, 2] and model.seen == [1.0, 2.0, 3.0]
+    with pytest.raises(OverloadedError, match="shutting down"):
+        await batcher.run_alone(lambda run: run(_item(4)))
+
+
+async def test_work_running_alone_past_its_deadline_answers_504() -> None:
+    batcher = Batcher(RecordingModel(seconds=0.2), BatchingConfig(timeout_ms=50), True)
+    with pytest.raises(DeadlineExceededError):
+        await batcher.run_alone(lambda run: run(_item(1)))
+    assert not batcher.idle  # the thread still runs: nothing else may start on it
+    await batcher.close()
+    assert batcher.idle
