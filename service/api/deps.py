@@ -6,8 +6,9 @@ in its thread pool, and those hops cost a request about 0.2 ms each.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from anyio import CapacityLimiter
@@ -36,17 +37,15 @@ async def get_settings(request: Request) -> Settings:
     return settings_of(request)
 
 
-async def get_registry(request: Request) -> Registry:
+def registry_of(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     if not registry.loaded:
         raise NotReadyError("models are still loading")
     return registry
 
 
-async def get_decoders(request: Request) -> CapacityLimiter:
-    """Threads that may decode images at once: more than the cores only thrash."""
-    limiter: CapacityLimiter = request.app.state.decode_limiter
-    return limiter
+async def get_registry(request: Request) -> Registry:
+    return registry_of(request)
 
 
 @contextmanager
@@ -59,20 +58,33 @@ def holding_place(request: Request, model: ModelVersion) -> Iterator[None]:
         yield
 
 
-def admitted(task: Task) -> Callable[..., AsyncIterator[ModelVersion]]:
-    """A dependency that picks the task's model from ``model``/``version`` and holds one of its
-    admission places until the handler returns. It comes before the body is read, so a request
-    beyond the limit is refused (503) before it costs anything."""
+@dataclass(frozen=True)
+class ImageCall:
+    """An image route's request, the model it picked, and the limits to decode its images
+    under. The route holds an admission place (``holding_place``) before it reads the images."""
+
+    request: Request
+    model: ModelVersion
+    max_pixels: int
+    decoders: CapacityLimiter
+
+
+def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
+    """A dependency that picks the task's model from ``model``/``version``.
+
+    One plain dependency rather than one per role, and no generator: at concurrency 1 FastAPI's
+    resolution of each, and the exit stack a generator needs, were a measurable share of a small
+    model's whole overhead.
+    """
 
     async def dependency(
         request: Request,
-        registry: Annotated[Registry, Depends(get_registry)],
         model: Annotated[str | None, Query(description="default: the task's default")] = None,
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
-    ) -> AsyncIterator[ModelVersion]:
-        chosen = registry.for_task(task, model, version)
-        with holding_place(request, chosen):
-            yield chosen
+    ) -> ImageCall:
+        chosen = registry_of(request).for_task(task, model, version)
+        state = request.app.state
+        return ImageCall(request, chosen, state.settings.max_image_pixels, state.decode_limiter)
 
     return dependency
 
@@ -82,7 +94,7 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
-async def get_image_blobs(request: Request) -> list[bytes]:
+async def read_image_blobs(request: Request) -> list[bytes]:
     """The request's images: a raw image body, or every ``image`` field of a multipart form."""
     settings = settings_of(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -112,10 +124,6 @@ async def get_image_blobs(request: Request) -> list[bytes]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
-ImageBlobs = Annotated[list[bytes], Depends(get_image_blobs)]
-DecodersDep = Annotated[CapacityLimiter, Depends(get_decoders)]
-# scope="function": the place is given back when the handler returns, not after the response
-# has gone out; else a client's next request on the same connection could find it still taken.
-Classifier = Annotated[ModelVersion, Depends(admitted("classification"), scope="function")]
-Detector = Annotated[ModelVersion, Depends(admitted("detection"), scope="function")]
-Segmenter = Annotated[ModelVersion, Depends(admitted("segmentation"), scope="function")]
+ClassifyCall = Annotated[ImageCall, Depends(image_call("classification"))]
+DetectCall = Annotated[ImageCall, Depends(image_call("detection"))]
+SegmentCall = Annotated[ImageCall, Depends(image_call("segmentation"))]

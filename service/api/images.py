@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from anyio import CapacityLimiter, to_thread
+import numpy as np
+from anyio import to_thread
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
+from pydantic_core import to_json
 
 from service.api.deps import (
-    Classifier,
-    DecodersDep,
-    Detector,
-    ImageBlobs,
-    Segmenter,
-    SettingsDep,
+    ClassifyCall,
+    DetectCall,
+    ImageCall,
+    SegmentCall,
+    holding_place,
+    read_image_blobs,
 )
 from service.api.errors import ERROR_RESPONSES
-from service.config import Settings
+from service.batching import RunBatch
 from service.errors import InvalidParameterError
 from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
 from service.loading import ModelVersion
@@ -25,6 +28,8 @@ from service.predict import StageTimer, classify, complete, detect, infer, prepa
 from service.predict import segment as segment_images
 from service.schemas import ImageResponse
 from service.tasks.geometry import Placement
+
+R = TypeVar("R")
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
 
@@ -46,65 +51,109 @@ IMAGE_BODY: dict[str, Any] = {
 }
 
 
-async def _infer(
-    model: ModelVersion, blobs: list[bytes], settings: Settings, decoders: CapacityLimiter
-) -> tuple[dict[str, Any], list[Placement], StageTimer]:
-    """Decode in a worker thread, then run through the model's batcher."""
-    assert model.manifest is not None
+async def _serve(
+    call: ImageCall,
+    postprocess: Callable[[dict[str, np.ndarray], list[Placement]], R],
+    *,
+    postprocess_in_thread: bool = False,
+    check_images: Callable[[list[bytes]], None] | None = None,
+) -> tuple[R, StageTimer]:
+    """Hold one of the model's admission places, then read, decode, infer and post-process the
+    request's images; a request beyond the limit is refused (503) before its body is read."""
+    with holding_place(call.request, call.model):
+        blobs = await read_image_blobs(call.request)
+        if check_images is not None:
+            check_images(blobs)
+        return await _run(call, blobs, postprocess, postprocess_in_thread)
+
+
+async def _run(
+    call: ImageCall,
+    blobs: list[bytes],
+    postprocess: Callable[[dict[str, np.ndarray], list[Placement]], R],
+    postprocess_in_thread: bool,
+) -> tuple[R, StageTimer]:
+    """An idle model does all three stages in one inference thread, as the in-process loop
+    would (one thread round trip, not three). Otherwise decoding runs in a decode thread while
+    other requests' batches run, and the images join the model's batches."""
+    model = call.model
+    assert model.manifest is not None and model.batcher is not None
     timer = StageTimer()
+    input_name, output_names = model.manifest.inputs[0].name, model.manifest.output_names()
+    batcher = model.batcher
+    if batcher.idle and len(blobs) <= (batcher.config.max_batch_size if batcher.batchable else 1):
+
+        def whole(run: RunBatch) -> R:
+            batch, placements = prepare_batch(model, blobs, call.max_pixels, timer)
+            with timer.stage("inference"):
+                outputs = dict(zip(output_names, run({input_name: batch}), strict=True))
+            with timer.stage("postprocess"):
+                return postprocess(outputs, placements)
+
+        try:
+            return await batcher.run_alone(whole), timer
+        except Exception:
+            batcher.stats.fail.add(timer.elapsed())
+            raise
     batch, placements = await to_thread.run_sync(
-        prepare_batch, model, blobs, settings.max_image_pixels, timer, limiter=decoders
+        prepare_batch, model, blobs, call.max_pixels, timer, limiter=call.decoders
     )
-    outputs = await infer(model, {model.manifest.inputs[0].name: batch}, timer)
-    return outputs, placements, timer
+    outputs = await infer(model, {input_name: batch}, timer)
+    with timer.stage("postprocess"):
+        if postprocess_in_thread:
+            return await to_thread.run_sync(postprocess, outputs, placements), timer
+        return postprocess(outputs, placements), timer
 
 
-def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> dict[str, Any]:
-    return {
+def _response(model: ModelVersion, results: list[Any], timer: StageTimer) -> Response:
+    # Serialised here, not validated against ImageResponse again by FastAPI (which documents
+    # it): the results are built by our own code, and validation costs every request.
+    payload = {
         "model": {"name": model.name, "version": model.version},
         "results": results,
         "timing_ms": complete(model, timer),
     }
+    return Response(to_json(payload), media_type="application/json")
+
+
+def _single_image(blobs: list[bytes]) -> None:
+    if len(blobs) != 1:
+        raise InvalidParameterError("a PNG mask is returned for a single image only")
 
 
 @router.post("/classify", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def classify_images(
-    chosen: Classifier,
-    blobs: ImageBlobs,
-    settings: SettingsDep,
-    decoders: DecodersDep,
-    top_k: Annotated[int | None, Query(ge=1, le=1000)] = None,
-) -> dict[str, Any]:
-    assert chosen.manifest is not None
-    outputs, _, timer = await _infer(chosen, blobs, settings, decoders)
-    with timer.stage("postprocess"):
-        results = classify(chosen, outputs, top_k or chosen.manifest.defaults.top_k)
-    return _response(chosen, results, timer)
+    call: ClassifyCall, top_k: Annotated[int | None, Query(ge=1, le=1000)] = None
+) -> Response:
+    model = call.model
+    assert model.manifest is not None
+    k = top_k or model.manifest.defaults.top_k
+    results, timer = await _serve(call, lambda outputs, _: classify(model, outputs, k))
+    return _response(model, results, timer)
 
 
 @router.post("/detect", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def detect_objects(
-    chosen: Detector,
-    blobs: ImageBlobs,
-    settings: SettingsDep,
-    decoders: DecodersDep,
+    call: DetectCall,
     score_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     iou_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     max_detections: Annotated[int | None, Query(ge=1, le=1000)] = None,
-) -> dict[str, Any]:
-    assert chosen.manifest is not None
-    defaults = chosen.manifest.defaults
-    outputs, placements, timer = await _infer(chosen, blobs, settings, decoders)
-    with timer.stage("postprocess"):
-        results = detect(
-            chosen,
+) -> Response:
+    model = call.model
+    assert model.manifest is not None
+    defaults = model.manifest.defaults
+    results, timer = await _serve(
+        call,
+        lambda outputs, placements: detect(
+            model,
             outputs,
             placements,
             defaults.score_threshold if score_threshold is None else score_threshold,
             defaults.iou_threshold if iou_threshold is None else iou_threshold,
             max_detections or defaults.max_detections,
-        )
-    return _response(chosen, results, timer)
+        ),
+    )
+    return _response(model, results, timer)
 
 
 @router.post(
@@ -114,23 +163,22 @@ async def detect_objects(
     openapi_extra=IMAGE_BODY,
 )
 async def segment_images_route(
-    chosen: Segmenter,
-    blobs: ImageBlobs,
-    settings: SettingsDep,
-    decoders: DecodersDep,
-    accept: Annotated[str | None, Header()] = None,
+    call: SegmentCall, accept: Annotated[str | None, Header()] = None
 ) -> Any:
+    model = call.model
     wants_png = accept is not None and "image/png" in accept.lower()
-    if wants_png and len(blobs) != 1:
-        raise InvalidParameterError("a PNG mask is returned for a single image only")
-    outputs, placements, timer = await _infer(chosen, blobs, settings, decoders)
-    with timer.stage("postprocess"):
-        results, masks = await to_thread.run_sync(segment_images, chosen, outputs, placements)
+    # Post-processing resizes the masks to the image: too long for the event loop.
+    (results, masks), timer = await _serve(
+        call,
+        lambda outputs, placements: segment_images(model, outputs, placements),
+        postprocess_in_thread=True,
+        check_images=_single_image if wants_png else None,
+    )
     if wants_png:
-        complete(chosen, timer)
+        complete(model, timer)
         return Response(
             encode_mask_png(masks[0]),
             media_type="image/png",
-            headers={"X-Model": f"{chosen.name}/{chosen.version}"},
+            headers={"X-Model": f"{model.name}/{model.version}"},
         )
-    return _response(chosen, results, timer)
+    return _response(model, results, timer)

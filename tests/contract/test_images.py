@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from service.api import images
+from service.config import Settings
 from service.tasks.segmentation import rle_decode
+from tests.conftest import app_client
 from tests.images import encode, red_square_on_green, solid_rgb
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +116,34 @@ async def test_jpeg_exif_rotation_is_applied(client: httpx.AsyncClient) -> None:
         "/v1/detect", content=buffer.getvalue(), headers={"content-type": "image/jpeg"}
     )
     assert response.json()["results"][0]["image"] == {"width": 200, "height": 100}
+
+
+async def test_an_idle_model_works_in_one_thread_and_a_busy_one_decodes_beside_it(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_in: list[str] = []
+    prepare_batch = images.prepare_batch
+
+    def recording(*args: object, **kwargs: object) -> object:
+        decoded_in.append(threading.current_thread().name)
+        if decoded_in[-1].startswith("infer"):
+            time.sleep(0.05)  # keeps the model busy while the others arrive
+        return prepare_batch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "prepare_batch", recording)
+    headers = {"content-type": "image/png"}
+    async with app_client(Settings(models_dir=tiny_repo, intra_op_threads=1)) as http:
+        alone = await http.post("/v1/classify", content=RED, headers=headers)
+        assert alone.status_code == 200
+        assert alone.json()["results"][0]["labels"][0]["label"] == "red"
+        # Decoded, run and post-processed in the model's inference thread: one round trip.
+        assert len(decoded_in) == 1 and decoded_in[0].startswith("infer")
+        together = await asyncio.gather(
+            *(http.post("/v1/classify", content=RED, headers=headers) for _ in range(5))
+        )
+        assert [r.status_code for r in together] == [200] * 5
+        # The first found the model idle; the rest decoded in decode threads meanwhile.
+        assert decoded_in[1].startswith("infer")
+        assert not any(name.startswith("infer") for name in decoded_in[2:])
+        stats = (await http.get("/v2/models/tiny-classifier/stats")).json()["model_stats"][0]
+        assert stats["inference_count"] == 6 and stats["inference_stats"]["success"]["count"] == 6
