@@ -7,8 +7,10 @@ For each shipped image model and each frame size it measures, in one run:
   (b) naive: ``tests/perf/naive_service.py`` under uvicorn;
   (c) polypserve under uvicorn;
 with wrk at each concurrency, and prints throughput, p50, p99 and the ratios c/a and c/b
-(medians of ``--runs`` runs). Then overload runs: arrivals at 4x polypserve's capacity,
-without and with a latency budget.
+(medians of ``--runs`` runs; the ceiling is the median of loops run around the servers' runs).
+At concurrency 1 it also prints the p50 minus the ceiling's per-item time, each run paired with
+a ceiling loop just before it. Then overload runs: arrivals at 4x polypserve's capacity, without
+and with a latency budget.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,28 +60,32 @@ def make_frame(size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def ceiling(models_dir: Path, name: str, frame: bytes, seconds: float) -> float:
-    """Items per second of the in-process loop, one at a time, as the service computes them
-    (with the service's allocator settings too)."""
+def ceiling(models_dir: Path, name: str, frame: bytes) -> Callable[[float], float]:
+    """The in-process loop, one item at a time, as the service computes them (with the
+    service's allocator settings too): a function of seconds that returns items per second."""
     keep_freed_memory(Settings().malloc_keep_bytes)
     versions = {int(p.name): p for p in (models_dir / name).iterdir() if p.name.isdigit()}
     version = max(versions)
     model = load_version(name, version, versions[version], Settings(models_dir=models_dir))
     assert model.manifest is not None and model.session is not None
     manifest, session = model.manifest, model.session
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch, placements = prepare_batch(model, [frame], 40_000_000, StageTimer())
-        raw = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
-        outputs = dict(zip(manifest.output_names(), raw, strict=True))
-        if manifest.task == "detection":
-            detect(model, outputs, placements, 0.4, 0.45, 100)
-        elif manifest.task == "classification":
-            classify(model, outputs, 5)
-        else:
-            segment(model, outputs, placements)
-        count += 1
-    return count / (time.perf_counter() - start)
+
+    def rate(seconds: float) -> float:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            batch, placements = prepare_batch(model, [frame], 40_000_000, StageTimer())
+            raw = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
+            outputs = dict(zip(manifest.output_names(), raw, strict=True))
+            if manifest.task == "detection":
+                detect(model, outputs, placements, 0.4, 0.45, 100)
+            elif manifest.task == "classification":
+                classify(model, outputs, 5)
+            else:
+                segment(model, outputs, placements)
+            count += 1
+        return count / (time.perf_counter() - start)
+
+    return rate
 
 
 # wrk ends a run by closing its connections with requests in flight; the server still finishes
@@ -87,11 +94,19 @@ def ceiling(models_dir: Path, name: str, frame: bytes, seconds: float) -> float:
 PAUSE_BETWEEN_RUNS_S = 1.0
 
 
-def median_load(url: str, body: Path, concurrency: int, seconds: float, runs: int) -> LoadResult:
+def load_runs(
+    url: str, body: Path, concurrency: int, seconds: float, runs: int,
+    before_each: Callable[[], object] = lambda: None,
+) -> list[LoadResult]:  # fmt: skip
     results = []
     for _ in range(runs):
         time.sleep(PAUSE_BETWEEN_RUNS_S)
+        before_each()
         results.append(run_wrk(url, body, "image/jpeg", concurrency, seconds))
+    return results
+
+
+def median_of(results: list[LoadResult]) -> LoadResult:
     return LoadResult(
         throughput=statistics.median(r.throughput for r in results),
         p50_ms=statistics.median(r.p50_ms for r in results),
@@ -101,6 +116,55 @@ def median_load(url: str, body: Path, concurrency: int, seconds: float, runs: in
         statuses={},
         socket_errors=sum(r.socket_errors for r in results),
     )
+
+
+def compare(
+    models_dir: Path, name: str, task: str, body: Path, concurrency: list[int], seconds: float,
+    runs: int,
+) -> tuple[dict[str, dict[int, LoadResult]], float, float | None]:  # fmt: skip
+    """The naive service and polypserve at each concurrency, and the ceiling; returns their
+    median loads by kind and concurrency, the ceiling's median rate, and the margin at
+    concurrency 1 (p50 minus the ceiling's per-item time).
+
+    The ceiling runs before, between and after the two servers, and right before each of
+    polypserve's concurrency-1 runs: its median is the machine's speed over the same minutes,
+    and each concurrency-1 run is compared with the loop just before it, so that a slow minute
+    does not land on one side of the margin only.
+    """
+    rate = ceiling(models_dir, name, body.read_bytes())
+    rates = [rate(seconds)]
+    paired_item_ms: list[float] = []
+
+    def pair() -> None:
+        paired_item_ms.append(1000 / rate(seconds / 2))
+
+    measured: dict[str, dict[int, LoadResult]] = {}
+    margin = None
+    model_dir = models_dir / name
+    for kind in ("naive", "polypserve"):
+        server = (
+            servers.naive(_latest(model_dir)) if kind == "naive" else servers.polypserve(model_dir)
+        )
+        url = server.url + ("/predict" if kind == "naive" else ROUTES[task])
+        measured[kind] = {}
+        try:
+            for c in concurrency:
+                paired = kind == "polypserve" and c == 1
+                results = load_runs(url, body, c, seconds, runs, pair if paired else lambda: None)
+                if paired:
+                    margin = statistics.median(
+                        r.p50_ms - item for r, item in zip(results, paired_item_ms, strict=True)
+                    )
+                measured[kind][c] = median_of(results)
+        finally:
+            server.stop()
+        rates.append(rate(seconds))
+    rates += [1000 / item for item in paired_item_ms]
+    return measured, statistics.median(rates), margin
+
+
+def _latest(model_dir: Path) -> Path:
+    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
 # (uvicorn workers, ONNX Runtime intra-op threads, decode threads) per process
@@ -117,7 +181,7 @@ def threading_study(model_dir: Path, seconds: float, runs: int) -> None:
             decode_threads=str(decoders),
         )  # fmt: skip
         try:
-            result = median_load(server.url + "/v1/detect", body, 8, seconds, runs)
+            result = median_of(load_runs(server.url + "/v1/detect", body, 8, seconds, runs))
         finally:
             server.stop()
         print(
@@ -176,26 +240,13 @@ def main() -> None:
         if not model_dir.is_dir():
             print(f"skip {name}: not in {args.models_dir}")
             continue
-        versions = [p for p in model_dir.iterdir() if p.name.isdigit()]
-        version_dir = max(versions, key=lambda p: int(p.name))
-        task = json.loads((version_dir / "manifest.json").read_text())["task"]
+        task = json.loads((_latest(model_dir) / "manifest.json").read_text())["task"]
         for frame_name in args.frames:
             body = workdir / f"{frame_name}.jpg"
             body.write_bytes(make_frame(FRAMES[frame_name]))
-            ceiling_rate = ceiling(args.models_dir, name, body.read_bytes(), args.seconds)
-            measured: dict[str, dict[int, LoadResult]] = {}
-            for kind in ("naive", "polypserve"):
-                server = (
-                    servers.naive(version_dir) if kind == "naive" else servers.polypserve(model_dir)
-                )
-                path = "/predict" if kind == "naive" else ROUTES[task]
-                try:
-                    measured[kind] = {
-                        c: median_load(server.url + path, body, c, args.seconds, args.runs)
-                        for c in args.concurrency
-                    }
-                finally:
-                    server.stop()
+            measured, ceiling_rate, margin = compare(
+                args.models_dir, name, task, body, args.concurrency, args.seconds, args.runs
+            )
             for c in args.concurrency:
                 ours, theirs = measured["polypserve"][c], measured["naive"][c]
                 row = {
@@ -203,6 +254,7 @@ def main() -> None:
                     "ceiling_per_s": round(ceiling_rate, 1),
                     "ceiling_item_ms": round(1000 / ceiling_rate, 2),
                     "naive": asdict(theirs), "polypserve": asdict(ours),
+                    "p50_minus_ceiling_item_ms": round(margin, 2) if c == 1 and margin else None,
                     "c_over_a": round(ours.throughput / ceiling_rate, 2),
                     "c_over_b": round(ours.throughput / max(theirs.throughput, 1e-9), 2),
                     "p99_c_over_b": round(ours.p99_ms / theirs.p99_ms, 2),
@@ -214,7 +266,8 @@ def main() -> None:
                     f"p50 {theirs.p50_ms:6.1f} p99 {theirs.p99_ms:7.1f} | polypserve "
                     f"{ours.throughput:6.1f}/s p50 {ours.p50_ms:6.1f} p99 {ours.p99_ms:7.1f} "
                     f"err {ours.errors} | c/a {row['c_over_a']:.2f} c/b {row['c_over_b']:.2f} "
-                    f"p99 c/b {row['p99_c_over_b']:.2f}",
+                    f"p99 c/b {row['p99_c_over_b']:.2f}"
+                    + (f" | p50 - ceiling {margin:+.2f} ms" if c == 1 and margin else ""),
                     flush=True,
                 )
     if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
