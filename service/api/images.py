@@ -73,9 +73,9 @@ async def _run(
     postprocess: Callable[[dict[str, np.ndarray], list[Placement]], R],
     postprocess_in_thread: bool,
 ) -> tuple[R, StageTimer]:
-    """An idle model does all three stages in one inference thread, as the in-process loop
-    would (one thread round trip, not three). Otherwise decoding runs in a decode thread while
-    other requests' batches run, and the images join the model's batches."""
+    """A request alone with an idle model does all three stages in one inference thread, as the
+    in-process loop would (one thread round trip, not three). Otherwise decoding runs in a
+    decode thread while other requests' batches run, and the images join the model's batches."""
     model = call.model
     assert model.manifest is not None and model.batcher is not None
     timer = StageTimer()

@@ -9,6 +9,7 @@ import pytest
 
 from service.batching import Batcher, BatchingConfig, RunBatch
 from service.errors import DeadlineExceededError, OverloadedError
+from service.logs import REQUEST_ID
 
 pytestmark = pytest.mark.anyio
 
@@ -158,17 +159,23 @@ async def test_an_idle_model_runs_work_at_once_in_its_inference_thread() -> None
     threads: list[str] = []
 
     def work(run: RunBatch) -> float:
-        threads.append(threading.current_thread().name)
+        threads.append(f"{threading.current_thread().name} {REQUEST_ID.get()}")
         (out,) = run(_item(3, rows=2))
         return float(out.sum())
 
+    REQUEST_ID.set("r-1")
     assert await batcher.run_alone(work) == 36.0
-    assert threads[0].startswith("infer") and model.batches == [2]
+    # In the inference thread, in the caller's context (its log lines keep the request id).
+    assert threads[0].startswith("infer") and threads[0].endswith(" r-1")
+    assert model.batches == [2]
     stats = batcher.stats
     # Counted as a batch of its rows that waited for nothing.
     assert (stats.execution_count, stats.inference_count, stats.queue.count) == (1, 2, 1)
     assert stats.queue.ns == 0 and {n: d.count for n, d in stats.batches.items()} == {2: 1}
-    assert batcher.idle
+    with batcher.admission.hold():
+        assert batcher.idle  # the caller alone
+        with batcher.admission.hold():
+            assert not batcher.idle  # another request is in
     await batcher.close()
 
 
