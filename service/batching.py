@@ -6,7 +6,8 @@ first item, waits up to ``max_queue_delay_ms`` for more with the same trailing s
 up to ``max_batch_size`` rows, runs them as one batch in a thread, and hands each item its rows
 of the outputs. While a batch runs, the next one gathers, so batches grow with load by
 themselves. An item whose deadline passes before its batch starts is dropped and its caller
-answered 504.
+answered 504. A request alone with an idle model skips the queue: ``run_alone`` runs its
+decoding, inference and post-processing together in the inference thread.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
 from service.admission import Admission
+from service.batch_stats import BatchStats
 from service.errors import DeadlineExceededError, OverloadedError
 
 Feeds = dict[str, np.ndarray]
@@ -42,36 +44,6 @@ class BatchingConfig:
     timeout_ms: float = 10_000.0
     # Batches of one model that may run at once (Triton's instance count).
     instances: int = 1
-
-
-@dataclass
-class Duration:
-    count: int = 0
-    ns: int = 0
-
-    def add(self, seconds: float, count: int = 1) -> None:
-        self.count += count
-        self.ns += int(seconds * 1e9)
-
-
-@dataclass
-class BatchStats:
-    """Cumulative counters in Triton's terms, read by the v2 statistics route.
-
-    Request-level ``success``/``fail`` and ``compute_input``/``compute_output`` are recorded by
-    the data plane (``service.predict``); the rest by the batcher.
-    """
-
-    inference_count: int = 0  # rows
-    execution_count: int = 0  # batches run
-    last_inference_ms: int = 0
-    success: Duration = field(default_factory=Duration)
-    fail: Duration = field(default_factory=Duration)
-    queue: Duration = field(default_factory=Duration)
-    compute_input: Duration = field(default_factory=Duration)
-    compute_infer: Duration = field(default_factory=Duration)
-    compute_output: Duration = field(default_factory=Duration)
-    batches: dict[int, Duration] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,13 +247,7 @@ class Batcher:
     def _record(
         self, rows: int, queue_seconds: list[float], started: float, finished: float
     ) -> None:
-        stats = self.stats
-        stats.batches.setdefault(rows, Duration()).add(finished - started)
-        stats.execution_count += 1
-        stats.inference_count += rows
-        stats.last_inference_ms = int(time.time() * 1000)
-        stats.compute_infer.add((finished - started) * len(queue_seconds), len(queue_seconds))
-        stats.queue.add(sum(queue_seconds), len(queue_seconds))
+        self.stats.record_batch(rows, queue_seconds, finished - started)
         for observe in self.observers:
             observe(rows, queue_seconds, finished - started)
 
