@@ -92,8 +92,10 @@ async def _run(
 
         try:
             return await batcher.run_alone(whole), timer
-        except Exception:
-            batcher.stats.fail.add(timer.elapsed())
+        except Exception as exc:
+            # As on the other path: a failed inference counts, a bad image (4xx) does not.
+            if getattr(exc, "status_code", 500) >= 500:
+                batcher.stats.fail.add(timer.elapsed())
             raise
     batch, placements = await to_thread.run_sync(
         prepare_batch, model, blobs, call.max_pixels, timer, limiter=call.decoders

@@ -145,5 +145,9 @@ async def test_an_idle_model_works_in_one_thread_and_a_busy_one_decodes_beside_i
         # Several requests in at once: they decode in decode threads beside the model (at most
         # the first, if it was alone for a moment, took the one-thread path).
         assert sum(name.startswith("infer") for name in decoded_in[1:]) <= 1
+        bad = await http.post("/v1/classify", content=b"not a png", headers=headers)
+        assert bad.status_code == 400
         stats = (await http.get("/v2/models/tiny-classifier/stats")).json()["model_stats"][0]
         assert stats["inference_count"] == 6 and stats["inference_stats"]["success"]["count"] == 6
+        # A bad image is the client's failure, not the model's, on either path.
+        assert stats["inference_stats"]["fail"]["count"] == 0
