@@ -63,10 +63,10 @@ def make_frame(size: tuple[int, int]) -> bytes:
 def ceiling(models_dir: Path, name: str, frame: bytes) -> Callable[[float], float]:
     """The in-process loop, one item at a time, as the service computes them (with the
     service's allocator settings too): a function of seconds that returns items per second."""
-    keep_freed_memory(Settings().malloc_keep_bytes)
-    versions = {int(p.name): p for p in (models_dir / name).iterdir() if p.name.isdigit()}
-    version = max(versions)
-    model = load_version(name, version, versions[version], Settings(models_dir=models_dir))
+    settings = Settings(models_dir=models_dir)
+    keep_freed_memory(settings.malloc_keep_bytes)
+    version_dir = _latest(models_dir / name)
+    model = load_version(name, int(version_dir.name), version_dir, settings)
     assert model.manifest is not None and model.session is not None
     manifest, session = model.manifest, model.session
 
@@ -249,12 +249,13 @@ def main() -> None:
             )
             for c in args.concurrency:
                 ours, theirs = measured["polypserve"][c], measured["naive"][c]
+                c1_margin = margin if c == 1 else None
                 row = {
                     "model": name, "frame": frame_name, "concurrency": c,
                     "ceiling_per_s": round(ceiling_rate, 1),
                     "ceiling_item_ms": round(1000 / ceiling_rate, 2),
                     "naive": asdict(theirs), "polypserve": asdict(ours),
-                    "p50_minus_ceiling_item_ms": round(margin, 2) if c == 1 and margin else None,
+                    "p50_minus_ceiling_item_ms": None if c1_margin is None else round(c1_margin, 2),
                     "c_over_a": round(ours.throughput / ceiling_rate, 2),
                     "c_over_b": round(ours.throughput / max(theirs.throughput, 1e-9), 2),
                     "p99_c_over_b": round(ours.p99_ms / theirs.p99_ms, 2),
@@ -267,7 +268,7 @@ def main() -> None:
                     f"{ours.throughput:6.1f}/s p50 {ours.p50_ms:6.1f} p99 {ours.p99_ms:7.1f} "
                     f"err {ours.errors} | c/a {row['c_over_a']:.2f} c/b {row['c_over_b']:.2f} "
                     f"p99 c/b {row['p99_c_over_b']:.2f}"
-                    + (f" | p50 - ceiling {margin:+.2f} ms" if c == 1 and margin else ""),
+                    + ("" if c1_margin is None else f" | p50 - ceiling {c1_margin:+.2f} ms"),
                     flush=True,
                 )
     if "polyp-detector" in args.models and (args.models_dir / "polyp-detector").is_dir():
