@@ -83,8 +83,8 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> ImageCall:
         chosen = registry_of(request).for_task(task, model, version)
-        state = request.app.state
-        return ImageCall(request, chosen, state.settings.max_image_pixels, state.decode_limiter)
+        max_pixels = settings_of(request).max_image_pixels
+        return ImageCall(request, chosen, max_pixels, request.app.state.decode_limiter)
 
     return dependency
 
