@@ -13,6 +13,10 @@ import numpy as np
 # name -> MASE seasonal lag (BASELINES.md: 12 for the monthly seasonal series, 1 for sunspots)
 EVALUATED = {"airline": 12, "co2_monthly": 12, "sunspots_monthly": 1, "sunspots_annual": 1}
 
+# Series that record one phenomenon: name -> (year of the first value, values per year). Annual
+# sunspots are yearly means of the monthly counts, so each reveals the other's recent years.
+SAME_PHENOMENON = {"sunspots_monthly": (1749, 12), "sunspots_annual": (1700, 1)}
+
 
 def _airline() -> np.ndarray:
     from sktime.datasets import load_airline

@@ -1,0 +1,138 @@
+"""The evaluation protocol of ``../shared/data/series/BASELINES.md``: rolling origins, what a model
+may train on at each, recursive forecasts, errors in original units, and the classical baselines.
+
+Rolling-5: horizon 12, origins k = 0..4; origin k trains on ``y[:n - 12 (k + 1)]`` and forecasts
+the next 12 values, so the last 60 values are covered by five non-overlapping windows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from training import metrics, series
+
+HORIZON = 12
+ORIGINS = 5
+
+# one model call: a standardised window [1, window, 1] of float32 -> quantiles [1, HORIZON, Q]
+Runner = Callable[[np.ndarray], np.ndarray]
+# (origin, training part, steps) -> forecast [steps] or quantiles [steps, Q]
+Predictor = Callable[[int, np.ndarray, int], np.ndarray]
+EPS = 1e-6
+
+
+def cut(n: int, origin: int) -> int:
+    """Length of the training part of a series of ``n`` values at rolling origin ``origin``."""
+    return n - HORIZON * (origin + 1)
+
+
+def training_part(all_series: dict[str, np.ndarray], origin: int) -> dict[str, np.ndarray]:
+    """Every series as a model may see it when forecasting from ``origin``: each evaluated series
+    ends before its origin, and series of one phenomenon all end at the earliest of their
+    origins' dates, so that none reveals another's evaluation window."""
+    ends = {name: cut(len(y), origin) for name, y in all_series.items() if name in series.EVALUATED}
+    shared = {k: v for k, v in series.SAME_PHENOMENON.items() if k in ends}
+    if shared:
+        year = min(start + ends[name] / per_year for name, (start, per_year) in shared.items())
+        for name, (start, per_year) in shared.items():
+            ends[name] = min(ends[name], int((year - start) * per_year))
+    return {name: y[: ends.get(name, len(y))] for name, y in all_series.items()}
+
+
+def standardise(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[N, W] -> standardised [N, W], mean [N, 1], std [N, 1] (population std floored at EPS):
+    the manifest's ``window_standard``, as the service computes it."""
+    mean = windows.mean(1, keepdims=True)
+    std = np.maximum(windows.std(1, keepdims=True), EPS)
+    return (windows - mean) / std, mean, std
+
+
+def forecast(run: Runner, history: np.ndarray, window: int, steps: int) -> np.ndarray:
+    """Quantile forecasts [steps, Q] in original units; recursive on the median past HORIZON."""
+    context = np.asarray(history, np.float64)
+    chunks: list[np.ndarray] = []
+    while sum(len(c) for c in chunks) < steps:
+        z, mean, std = standardise(context[-window:][None])
+        chunk = run(z[..., None].astype(np.float32))[0] * std[0, 0] + mean[0, 0]
+        chunks.append(chunk)
+        context = np.concatenate([context, chunk[:, chunk.shape[1] // 2]])
+    return np.concatenate(chunks)[:steps]
+
+
+def ar_forecast(train: np.ndarray, steps: int) -> np.ndarray:
+    """AR(p) on levels with a constant, p chosen by AIC (statsmodels), as BASELINES.md."""
+    from statsmodels.tsa.ar_model import ar_select_order
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # maxlag 36 (a quarter of very short series) reproduces BASELINES.md's AR(p) rows exactly
+        maxlag = min(36, len(train) // 4)
+        selection = ar_select_order(train, maxlag=maxlag, ic="aic", trend="c")
+        fitted = selection.model.fit()
+        pred = fitted.predict(start=len(train), end=len(train) + steps - 1)
+    return np.asarray(pred)
+
+
+def naive_forecast(train: np.ndarray, steps: int, season: int) -> np.ndarray:
+    return np.resize(train[-season:], steps)
+
+
+def _errors(pred: np.ndarray, train: np.ndarray, truth: np.ndarray, season: int) -> dict:
+    median = pred[:, pred.shape[1] // 2] if pred.ndim == 2 else pred
+    return metrics.forecast_errors(truth, median, metrics.mase_scale(train, season))
+
+
+def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool = True) -> dict:
+    """Rolling-5 means and each origin's MASE, then last-12 and last-24 MASE (origins 0 and 1,
+    forecasting 12 and 24 steps), and the coverage of the outer quantiles when the forecast has
+    them. MASE scale: the in-sample seasonal naive of each training part."""
+    rows, covered = [], []
+    for origin in range(ORIGINS):
+        end = cut(len(y), origin)
+        train, truth = y[:end], y[end : end + HORIZON]
+        pred = predict(origin, train, HORIZON)
+        rows.append(_errors(pred, train, truth, season))
+        if pred.ndim == 2 and pred.shape[1] >= 2:
+            covered.append(np.mean((truth >= pred[:, 0]) & (truth <= pred[:, -1])))
+    result = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    result.update({f"origin{k}_mase": r["mase"] for k, r in enumerate(rows)})
+    for origin, steps in ((0, 12), (1, 24)):
+        train, truth = y[:-steps], y[-steps:]
+        result[f"last{steps}_mase"] = _errors(predict(origin, train, steps), train, truth,
+                                              season)["mase"]  # fmt: skip
+    if covered:
+        result["coverage"] = float(np.mean(covered))
+    if not smape:
+        result.pop("smape")
+    return result
+
+
+def evaluate(predict: Predictor, names: list[str] | None = None) -> dict[str, dict]:
+    """``{name}_rolling5`` rows for the evaluated series (sMAPE left out for sunspots, whose
+    values near zero make it meaningless)."""
+    return {
+        f"{name}_rolling5": evaluate_series(
+            predict, series.LOADERS[name](), season, smape=not name.startswith("sunspots")
+        )
+        for name, season in series.EVALUATED.items()
+        if names is None or name in names
+    }
+
+
+def baselines(names: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Seasonal naive (naive for sunspots) and AR(p), on the same protocol."""
+    out = {}
+    for name, season in series.EVALUATED.items():
+        if names is not None and name not in names:
+            continue
+        y, smape = series.LOADERS[name](), not name.startswith("sunspots")
+        out[name] = {
+            "seasonal_naive" if season > 1 else "naive": evaluate_series(
+                lambda _o, t, s, season=season: naive_forecast(t, s, season), y, season, smape
+            ),
+            "ar_p": evaluate_series(lambda _o, t, s: ar_forecast(t, s), y, season, smape),
+        }
+    return out
