@@ -169,8 +169,9 @@ class WindowSets:
 
         def split(arrays: list) -> tuple[torch.Tensor, torch.Tensor]:
             rows = torch.tensor(np.concatenate(arrays), dtype=torch.float32)
-            parts = torch.split(rows, per_series)
-            return torch.cat([p[:-HORIZON] for p in parts]), torch.stack([p[-1] for p in parts])
+            of_series = torch.split(rows, per_series)
+            training = torch.cat([r[:-HORIZON] for r in of_series])
+            return training, torch.stack([r[-1] for r in of_series])
 
         (x, val_x), (t, val_t) = split(xs), split(ts)
         return cls(x, t, torch.cumsum(count, 0) - count, count, torch.tensor(weights), val_x,
