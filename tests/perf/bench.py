@@ -32,6 +32,7 @@ from service.config import Settings
 from service.loading import load_version
 from service.memory import keep_freed_memory
 from service.predict import StageTimer, classify, detect, prepare_batch, segment
+from service.registry import discover
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
 from tests.perf.overload import overload, saturate
@@ -65,7 +66,7 @@ def ceiling(models_dir: Path, name: str, frame: bytes) -> Callable[[float], floa
     service's allocator settings too): a function of seconds that returns items per second."""
     settings = Settings(models_dir=models_dir)
     keep_freed_memory(settings.malloc_keep_bytes)
-    version_dir = _latest(models_dir / name)
+    version_dir = _latest(models_dir, name)
     model = load_version(name, int(version_dir.name), version_dir, settings)
     assert model.manifest is not None and model.session is not None
     manifest, session = model.manifest, model.session
@@ -143,7 +144,9 @@ def compare(
     model_dir = models_dir / name
     for kind in ("naive", "polypserve"):
         server = (
-            servers.naive(_latest(model_dir)) if kind == "naive" else servers.polypserve(model_dir)
+            servers.naive(_latest(models_dir, name))
+            if kind == "naive"
+            else servers.polypserve(model_dir)
         )
         url = server.url + ("/predict" if kind == "naive" else ROUTES[task])
         measured[kind] = {}
@@ -163,8 +166,10 @@ def compare(
     return measured, statistics.median(rates), margin
 
 
-def _latest(model_dir: Path) -> Path:
-    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+def _latest(models_dir: Path, name: str) -> Path:
+    """The folder of a model's highest version, as the service's registry finds versions."""
+    versions = discover(models_dir)[name]
+    return versions[max(versions)]
 
 
 # (uvicorn workers, ONNX Runtime intra-op threads, decode threads) per process
@@ -240,7 +245,7 @@ def main() -> None:
         if not model_dir.is_dir():
             print(f"skip {name}: not in {args.models_dir}")
             continue
-        task = json.loads((_latest(model_dir) / "manifest.json").read_text())["task"]
+        task = json.loads((_latest(args.models_dir, name) / "manifest.json").read_text())["task"]
         for frame_name in args.frames:
             body = workdir / f"{frame_name}.jpg"
             body.write_bytes(make_frame(FRAMES[frame_name]))
