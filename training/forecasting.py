@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from service.manifest import ForecastingDecoding, Manifest, TensorSpec
-from training import card, common, data, export, metrics, rolling_origin, series
+from training import card, common, data, export, rolling_origin, series
 from training.rolling_origin import EPS, HORIZON, ORIGINS, standardise
 
 
@@ -122,10 +122,9 @@ def session_runner(session) -> rolling_origin.Runner:
 
 def last12_mase(run: rolling_origin.Runner, y: np.ndarray, window: int, season: int) -> float:
     """MASE of the forecast of ``y``'s last 12 values from the rest (origin 0)."""
-    train = y[:-HORIZON]
+    train, truth = y[:-HORIZON], y[-HORIZON:]
     pred = rolling_origin.forecast(run, train, window, HORIZON)
-    return metrics.forecast_errors(y[-HORIZON:], pred[:, pred.shape[1] // 2],
-                                   metrics.mase_scale(train, season))["mase"]  # fmt: skip
+    return rolling_origin.errors(pred, train, truth, season)["mase"]
 
 
 # --- data ---------------------------------------------------------------------------------------

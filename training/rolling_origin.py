@@ -80,29 +80,30 @@ def naive_forecast(train: np.ndarray, steps: int, season: int) -> np.ndarray:
     return np.resize(train[-season:], steps)
 
 
-def _errors(pred: np.ndarray, train: np.ndarray, truth: np.ndarray, season: int) -> dict:
+def errors(pred: np.ndarray, train: np.ndarray, truth: np.ndarray, season: int) -> dict:
+    """Errors of a point forecast [steps] or of the median of quantiles [steps, Q], in original
+    units; the MASE scale is the in-sample seasonal naive of ``train``."""
     median = pred[:, pred.shape[1] // 2] if pred.ndim == 2 else pred
     return metrics.forecast_errors(truth, median, metrics.mase_scale(train, season))
 
 
 def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool = True) -> dict:
-    """Rolling-5 means and each origin's MASE, then last-12 and last-24 MASE (origins 0 and 1,
-    forecasting 12 and 24 steps), and the coverage of the outer quantiles when the forecast has
-    them. MASE scale: the in-sample seasonal naive of each training part."""
+    """Rolling-5 means and each origin's MASE, then last-12 and last-24 MASE (origin 0's window is
+    the last 12 values; origin 1 forecasts the last 24), and the coverage of the outer quantiles
+    when the forecast has them. MASE scale: the in-sample seasonal naive of each training part."""
     rows, covered = [], []
     for origin in range(ORIGINS):
         end = cut(len(y), origin)
         train, truth = y[:end], y[end : end + HORIZON]
         pred = predict(origin, train, HORIZON)
-        rows.append(_errors(pred, train, truth, season))
+        rows.append(errors(pred, train, truth, season))
         if pred.ndim == 2 and pred.shape[1] >= 2:
             covered.append(np.mean((truth >= pred[:, 0]) & (truth <= pred[:, -1])))
     result = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     result.update({f"origin{k}_mase": r["mase"] for k, r in enumerate(rows)})
-    for origin, steps in ((0, 12), (1, 24)):
-        train, truth = y[:-steps], y[-steps:]
-        result[f"last{steps}_mase"] = _errors(predict(origin, train, steps), train, truth,
-                                              season)["mase"]  # fmt: skip
+    result["last12_mase"] = rows[0]["mase"]
+    train, truth = y[: -2 * HORIZON], y[-2 * HORIZON :]
+    result["last24_mase"] = errors(predict(1, train, 2 * HORIZON), train, truth, season)["mase"]
     if covered:
         result["coverage"] = float(np.mean(covered))
     if not smape:

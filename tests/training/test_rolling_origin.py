@@ -42,7 +42,7 @@ def test_evaluate_series_scores_five_disjoint_windows_and_the_last_12_and_24() -
 
     result = rolling_origin.evaluate_series(predict, y, season=1)
     assert seen[:5] == [(k, 100 - 12 * (k + 1), 12) for k in range(5)]
-    assert seen[5:] == [(0, 88, 12), (1, 76, 24)]
+    assert seen[5:] == [(1, 76, 24)]  # last-12 is origin 0's window, not forecast again
     assert result["mase"] == 0.0 and result["last24_mase"] == 0.0
     assert "coverage" not in result  # a point forecast has no interval
 
@@ -54,6 +54,7 @@ def test_evaluate_series_scores_five_disjoint_windows_and_the_last_12_and_24() -
     assert result["mae"] == pytest.approx(2.0)
     assert result["mase"] == pytest.approx(2.0)  # in-sample lag-1 naive MAE of a ramp is 1
     assert result["origin3_mase"] == pytest.approx(2.0)
+    assert result["last12_mase"] == result["origin0_mase"]
     assert result["coverage"] == 0.0  # the truth is below the 0.1 quantile
 
 
