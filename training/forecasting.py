@@ -4,6 +4,7 @@ one trained on the most data) to ONNX and ship it.
 
     python -m training.forecasting                        # full training (CPU is enough)
     python -m training.forecasting --dry-run --out-dir /tmp/m    # a smoke run in seconds
+    python -m training.forecasting --validate --members 3        # score a recipe, ship nothing
 
 Normalisation (``window_standard``, identical in training and serving): each input window of
 ``window`` values is standardised by its own mean and population standard deviation (ddof 0),
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from service.manifest import ForecastingDecoding, Manifest, TensorSpec
 from training import card, common, data, export, rolling_origin, series
-from training.rolling_origin import EPS, HORIZON, ORIGINS, standardise
+from training.rolling_origin import EPS, HORIZON, ORIGINS, VALIDATION_ORIGINS, standardise
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Config:
     patience: int = 12
     csv: tuple[str, ...] = ()  # extra training series: CSV files, last numeric column
     export: bool = True
+    validate: bool = False  # train on validation origins 5-7 only, print the score, ship nothing
     dry_run: bool = False
 
 
@@ -257,10 +259,18 @@ def main(argv: list[str] | None = None) -> dict:
     for path in cfg.csv:
         all_series[Path(path).stem] = data.read_series_csv(Path(path))
 
-    models, history = [], []
+    evaluated = ["airline"] if cfg.dry_run else list(series.EVALUATED)
+    if cfg.validate:
+        trained = {k: train_origin(cfg, all_series, k, device)[0] for k in VALIDATION_ORIGINS}
+        scores = rolling_origin.validation_scores(predictor(cfg, trained), evaluated)
+        print("validation", json.dumps(scores))
+        return scores
+
+    models: dict[int, nn.Module] = {}
+    history: list[dict[str, float]] = []
     for origin in range(ORIGINS):
         model, member_history = train_origin(cfg, all_series, origin, device)
-        models.append(model)
+        models[origin] = model
         history = history or member_history  # the shipped model's first member
         # origin 0's ensemble is the shipped model; the others are kept for the record
         path = work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt")
@@ -268,10 +278,18 @@ def main(argv: list[str] | None = None) -> dict:
                                command=command, origin=origin)  # fmt: skip
     if not cfg.export:
         return {}
-    return export_and_report(cfg, models, history, command, all_series)
+    return export_and_report(cfg, models, history, command, all_series, evaluated)
 
 
-def export_and_report(cfg, models, history, command, all_series) -> dict:
+def predictor(cfg: Config, models: dict[int, nn.Module]) -> rolling_origin.Predictor:
+    """Forecasts from each origin by the ensemble trained for it."""
+    runners = {origin: torch_runner(model) for origin, model in models.items()}
+    return lambda origin, train, steps: rolling_origin.forecast(
+        runners[origin], train, cfg.window, steps
+    )
+
+
+def export_and_report(cfg, models, history, command, all_series, evaluated) -> dict:
     """Export origin 0's ensemble, check it against PyTorch, evaluate every origin's ensemble on
     the protocol, and write the manifest and the model card."""
     work_dir, shipped = Path(cfg.work_dir), models[0]
@@ -283,13 +301,7 @@ def export_and_report(cfg, models, history, command, all_series) -> dict:
     latency = export.latency_ms(onnx_path, (1, cfg.window, 1), runs=10 if cfg.dry_run else 100)
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.2f} ms (batch 1, 2 threads)")
 
-    evaluated = ["airline"] if cfg.dry_run else list(series.EVALUATED)
-    runners = [torch_runner(model) for model in models]
-
-    def predict(origin: int, train: np.ndarray, steps: int) -> np.ndarray:
-        return rolling_origin.forecast(runners[origin], train, cfg.window, steps)
-
-    results = rolling_origin.evaluate(predict, evaluated)
+    results = rolling_origin.evaluate(predictor(cfg, models), evaluated)
     # the shipped graph itself must give origin 0's figures, which the test suite reproduces
     run = session_runner(export.ort_session(onnx_path))
     for name in evaluated:

@@ -2,13 +2,15 @@
 may train on at each, recursive forecasts, errors in original units, and the classical baselines.
 
 Rolling-5: horizon 12, origins k = 0..4; origin k trains on ``y[:n - 12 (k + 1)]`` and forecasts
-the next 12 values, so the last 60 values are covered by five non-overlapping windows.
+the next 12 values, so the last 60 values are covered by five non-overlapping windows. Origins
+5-7 (``VALIDATION_ORIGINS``), under the same rules, are where recipes are compared.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +18,8 @@ from training import metrics, series
 
 HORIZON = 12
 ORIGINS = 5
+# The 36 values before the test windows: recipe choices are scored here, never on origins 0-4.
+VALIDATION_ORIGINS = (5, 6, 7)
 
 # one model call: a standardised window [1, window, 1] of float32 -> quantiles [1, HORIZON, Q]
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -87,14 +91,19 @@ def errors(pred: np.ndarray, train: np.ndarray, truth: np.ndarray, season: int) 
     return metrics.forecast_errors(truth, median, metrics.mase_scale(train, season))
 
 
+def origin_window(y: np.ndarray, origin: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training part and the 12 values that ``origin`` forecasts."""
+    end = cut(len(y), origin)
+    return y[:end], y[end : end + HORIZON]
+
+
 def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool = True) -> dict:
     """Rolling-5 means and each origin's MASE, then last-12 and last-24 MASE (origin 0's window is
     the last 12 values; origin 1 forecasts the last 24), and the coverage of the outer quantiles
     when the forecast has them. MASE scale: the in-sample seasonal naive of each training part."""
     rows, covered = [], []
     for origin in range(ORIGINS):
-        end = cut(len(y), origin)
-        train, truth = y[:end], y[end : end + HORIZON]
+        train, truth = origin_window(y, origin)
         pred = predict(origin, train, HORIZON)
         rows.append(errors(pred, train, truth, season))
         if pred.ndim == 2 and pred.shape[1] >= 2:
@@ -137,3 +146,20 @@ def baselines(names: list[str] | None = None) -> dict[str, dict[str, dict]]:
             "ar_p": evaluate_series(lambda _o, t, s: ar_forecast(t, s), y, season, smape),
         }
     return out
+
+
+def validation_scores(predict: Predictor, names: list[str] | None = None) -> dict[str, Any]:
+    """Per evaluated series, the mean MASE over ``VALIDATION_ORIGINS`` of the model and of AR(p)
+    and their ratio; ``mean_ratio``, the ratios' mean, is the score a recipe is chosen by."""
+    rows = {}
+    for name, season in series.EVALUATED.items():
+        if names is not None and name not in names:
+            continue
+        y, model, ar = series.LOADERS[name](), [], []
+        for origin in VALIDATION_ORIGINS:
+            train, truth = origin_window(y, origin)
+            model.append(errors(predict(origin, train, HORIZON), train, truth, season)["mase"])
+            ar.append(errors(ar_forecast(train, HORIZON), train, truth, season)["mase"])
+        mase, ar_mase = float(np.mean(model)), float(np.mean(ar))
+        rows[name] = {"mase": mase, "ar_p_mase": ar_mase, "ratio": mase / ar_mase}
+    return {"series": rows, "mean_ratio": float(np.mean([r["ratio"] for r in rows.values()]))}

@@ -131,3 +131,15 @@ def test_classifier_starts_from_a_detector_backbone(data_root: Path, tmp_path: P
                          "--out-dir", str(tmp_path / "models"),
                          "--work-dir", str(tmp_path / "cls")])  # fmt: skip
     check_model_dir(tmp_path / "models" / "polyp-classifier" / "1")
+
+
+def test_forecasting_validate_scores_a_recipe_and_ships_nothing(tmp_path: Path) -> None:
+    from training import forecasting
+
+    out_dir = tmp_path / "models"
+    scores = forecasting.main(["--dry-run", "--validate", "--out-dir", str(out_dir),
+                               "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    assert set(scores["series"]) == {"airline"}  # a dry run scores airline only
+    row = scores["series"]["airline"]
+    assert row["ratio"] == pytest.approx(row["mase"] / row["ar_p_mase"]) and row["mase"] > 0
+    assert not out_dir.exists() and not (tmp_path / "work" / "ckpt.pt").exists()

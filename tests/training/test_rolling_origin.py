@@ -83,3 +83,24 @@ def test_baselines_reproduce_baselines_md() -> None:
     rows = rolling_origin.baselines(["airline"])["airline"]
     assert rows["ar_p"]["mase"] == pytest.approx(0.65, abs=0.005)
     assert rows["seasonal_naive"]["mase"] == pytest.approx(1.33, abs=0.005)
+
+
+def test_validation_scores_use_only_the_three_origins_before_the_test_windows() -> None:
+    """Recipes are compared on origins 5-7, each against AR(p) on the same windows; no call may
+    reach the test windows (the last 60 values)."""
+    airline = series.LOADERS["airline"]()
+    seen: list[tuple[int, int]] = []
+
+    def exact(origin: int, train: np.ndarray, steps: int) -> np.ndarray:
+        seen.append((origin, len(train)))
+        end = len(train)
+        return airline[end : end + steps] + 1.0  # one passenger (thousand) too many
+
+    scores = rolling_origin.validation_scores(exact, ["airline"])
+    assert seen == [(5, 72), (6, 60), (7, 48)]
+    assert max(n + HORIZON for _, n in seen) <= len(airline) - 60
+    row = scores["series"]["airline"]
+    scales = [np.mean(np.abs(airline[12:n] - airline[: n - 12])) for _, n in seen]
+    assert row["mase"] == pytest.approx(np.mean([1.0 / s for s in scales]))
+    assert row["ratio"] == pytest.approx(row["mase"] / row["ar_p_mase"])
+    assert scores["mean_ratio"] == pytest.approx(row["ratio"])
