@@ -124,7 +124,7 @@ def session_runner(session) -> rolling_origin.Runner:
 
 def last12_mase(run: rolling_origin.Runner, y: np.ndarray, window: int, season: int) -> float:
     """MASE of the forecast of ``y``'s last 12 values from the rest (origin 0)."""
-    train, truth = y[:-HORIZON], y[-HORIZON:]
+    train, truth = rolling_origin.origin_window(y, 0)
     pred = rolling_origin.forecast(run, train, window, HORIZON)
     return rolling_origin.errors(pred, train, truth, season)["mase"]
 
