@@ -120,25 +120,22 @@ def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool 
     return result
 
 
-def evaluate(predict: Predictor, names: list[str] | None = None) -> dict[str, dict]:
-    """``{name}_rolling5`` rows for the evaluated series (sMAPE left out for sunspots, whose
-    values near zero make it meaningless)."""
+def evaluate(predict: Predictor, evaluated: dict[str, np.ndarray]) -> dict[str, dict]:
+    """``{name}_rolling5`` rows for the ``evaluated`` series (name -> all its values; sMAPE left
+    out for sunspots, whose values near zero make it meaningless)."""
     return {
         f"{name}_rolling5": evaluate_series(
-            predict, series.LOADERS[name](), season, smape=not name.startswith("sunspots")
+            predict, y, series.EVALUATED[name], smape=not name.startswith("sunspots")
         )
-        for name, season in series.EVALUATED.items()
-        if names is None or name in names
+        for name, y in evaluated.items()
     }
 
 
-def baselines(names: list[str] | None = None) -> dict[str, dict[str, dict]]:
+def baselines(evaluated: dict[str, np.ndarray]) -> dict[str, dict[str, dict]]:
     """Seasonal naive (naive for sunspots) and AR(p), on the same protocol."""
     out = {}
-    for name, season in series.EVALUATED.items():
-        if names is not None and name not in names:
-            continue
-        y, smape = series.LOADERS[name](), not name.startswith("sunspots")
+    for name, y in evaluated.items():
+        season, smape = series.EVALUATED[name], not name.startswith("sunspots")
         out[name] = {
             "seasonal_naive" if season > 1 else "naive": evaluate_series(
                 lambda _o, t, s, season=season: naive_forecast(t, s, season), y, season, smape
@@ -148,14 +145,12 @@ def baselines(names: list[str] | None = None) -> dict[str, dict[str, dict]]:
     return out
 
 
-def validation_scores(predict: Predictor, names: list[str] | None = None) -> dict[str, Any]:
-    """Per evaluated series, the mean MASE over ``VALIDATION_ORIGINS`` of the model and of AR(p)
-    and their ratio; ``mean_ratio``, the ratios' mean, is the score a recipe is chosen by."""
+def validation_scores(predict: Predictor, evaluated: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per ``evaluated`` series, the mean MASE over ``VALIDATION_ORIGINS`` of the model and of
+    AR(p) and their ratio; ``mean_ratio``, the ratios' mean, is the score a recipe is chosen by."""
     rows = {}
-    for name, season in series.EVALUATED.items():
-        if names is not None and name not in names:
-            continue
-        y, model, ar = series.LOADERS[name](), [], []
+    for name, y in evaluated.items():
+        season, model, ar = series.EVALUATED[name], [], []
         for origin in VALIDATION_ORIGINS:
             train, truth = origin_window(y, origin)
             model.append(errors(predict(origin, train, HORIZON), train, truth, season)["mase"])

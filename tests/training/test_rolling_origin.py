@@ -80,7 +80,7 @@ def test_forecast_standardises_each_window_and_feeds_the_median_back() -> None:
 
 def test_baselines_reproduce_baselines_md() -> None:
     """AR(p) by AIC and seasonal naive on airline: BASELINES.md's 0.65 and 1.33."""
-    rows = rolling_origin.baselines(["airline"])["airline"]
+    rows = rolling_origin.baselines({"airline": series.LOADERS["airline"]()})["airline"]
     assert rows["ar_p"]["mase"] == pytest.approx(0.65, abs=0.005)
     assert rows["seasonal_naive"]["mase"] == pytest.approx(1.33, abs=0.005)
 
@@ -96,7 +96,7 @@ def test_validation_scores_use_only_the_three_origins_before_the_test_windows() 
         end = len(train)
         return airline[end : end + steps] + 1.0  # one passenger (thousand) too many
 
-    scores = rolling_origin.validation_scores(exact, ["airline"])
+    scores = rolling_origin.validation_scores(exact, {"airline": airline})
     assert seen == [(5, 72), (6, 60), (7, 48)]
     assert max(n + HORIZON for _, n in seen) <= len(airline) - 60
     row = scores["series"]["airline"]
