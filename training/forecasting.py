@@ -396,8 +396,9 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
             f"evaluated series sampled {cfg.evaluated_weight:g}x as often as the others."
         ),
         limits=[
-            f"Trained on windows from {len(all_series)} series; series unlike these "
-            "(intermittent, with holidays, sub-daily) are out of distribution.",
+            f"Trained on windows from those of its {len(all_series)} series that have at least "
+            f"{cfg.window + 2 * HORIZON} values; series unlike these (intermittent, with "
+            "holidays, sub-daily) are out of distribution.",
             "The rolling-5 figures come from five models of this recipe, one per origin, each "
             "trained on the data before its origin; this model is origin 0's, so it has not "
             "seen the evaluated series' last 12 values (sunspots: 1983 onwards).",
