@@ -140,6 +140,12 @@ def windows_of(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return w[:, :window], w[:, window:]
 
 
+def min_length(window: int) -> int:
+    """Values a series needs to give its validation window and at least one training window
+    whose targets do not overlap it."""
+    return window + 2 * HORIZON
+
+
 @dataclass
 class WindowSets:
     """Standardised training windows of all series, stacked, with each series' slice; and one
@@ -157,9 +163,9 @@ class WindowSets:
     def build(cls, parts: dict[str, np.ndarray], window: int, evaluated_weight: float):
         xs, ts, counts, weights = [], [], [], []
         for name, y in parts.items():
-            x, t = windows_of(y, window)
-            if len(x) <= HORIZON:
+            if len(y) < min_length(window):
                 continue
+            x, t = windows_of(y, window)
             z, mean, std = standardise(x)
             xs.append(z), ts.append((t - mean) / std), counts.append(len(x) - HORIZON)
             weights.append(evaluated_weight if name in series.EVALUATED else 1.0)
@@ -397,7 +403,7 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
         ),
         limits=[
             f"Trained on windows from those of its {len(all_series)} series that have at least "
-            f"{cfg.window + 2 * HORIZON} values; series unlike these (intermittent, with "
+            f"{min_length(cfg.window)} values; series unlike these (intermittent, with "
             "holidays, sub-daily) are out of distribution.",
             "The rolling-5 figures come from five models of this recipe, one per origin, each "
             "trained on the data before its origin; this model is origin 0's, so it has not "
