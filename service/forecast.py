@@ -16,6 +16,10 @@ from service.tasks.forecasting import (
     unstandardise,
 )
 
+# Finite values can still overflow float64 once summed or scaled back (e.g. 1e308); the reply
+# would then hold nulls where the schema promises numbers.
+_TOO_LARGE = "series {index}: {what} overflows float64; rescale the series (e.g. to other units)"
+
 
 def forecast_limits(decoding: ForecastingDecoding) -> dict[str, object]:
     """What the model serves; published in its metadata and quoted in every 422."""
@@ -62,7 +66,12 @@ def prepare_series(
         window = values[-decoding.window :]
         mean, std = 0.0, 1.0
         if decoding.normalisation == "window_standard":
-            window, mean, std = standardise_window(window, decoding.std_floor)
+            with np.errstate(over="ignore", invalid="ignore"):
+                window, mean, std = standardise_window(window, decoding.std_floor)
+            if not np.isfinite([mean, std]).all():
+                raise InvalidParameterError(
+                    _TOO_LARGE.format(index=index, what="its window's mean or spread")
+                )
         windows.append(window)
         scales.append((mean, std))
         filled.append(count)
@@ -81,7 +90,10 @@ def finish_forecast(
     results = []
     for index, series in enumerate(request.series):
         mean, std = prepared.scales[index]
-        paths = unstandardise(raw[index, : request.horizon, :].astype(np.float64), mean, std)
+        with np.errstate(over="ignore", invalid="ignore"):
+            paths = unstandardise(raw[index, : request.horizon, :].astype(np.float64), mean, std)
+        if not np.isfinite(paths).all():
+            raise InvalidParameterError(_TOO_LARGE.format(index=index, what="its forecast"))
         # Quantile crossing would give intervals that contradict themselves.
         paths = np.sort(paths, axis=1)
         timestamps = None

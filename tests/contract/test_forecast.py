@@ -79,6 +79,23 @@ async def test_forecast_limits_are_clear_422s(
     assert needle in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "values",
+    [[1e308] * 20, [1e200] * 19 + [-1e200], [1.5e308, -1.5e308] * 10],
+    ids=["mean", "spread", "forecast"],
+)
+async def test_forecast_values_that_overflow_are_a_422(
+    client: httpx.AsyncClient, values: list[float]
+) -> None:
+    response = await client.post(
+        "/v1/forecast", json={"horizon": 2, "series": [{"values": values}]}
+    )
+    assert response.status_code == 422, response.text
+    assert "overflows float64" in response.json()["error"]
+    served = await client.post("/v1/forecast", json={"horizon": 1, "series": [{"values": SERIES}]})
+    assert served.status_code == 200
+
+
 async def test_forecast_limit_errors_state_the_limits(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/forecast", json={"horizon": 9, "series": [{"values": SERIES}]}
