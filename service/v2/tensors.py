@@ -47,8 +47,10 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarr
             flat = np.asarray(_flatten(data), dtype=np.object_)
             flat = np.asarray([_to_bytes(v) for v in flat], dtype=np.object_)
         else:
-            flat = np.asarray(data, dtype=dtype).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as exc:
+            # a JSON number past the datatype's range would otherwise arrive as inf
+            with np.errstate(over="raise"):
+                flat = np.asarray(data, dtype=dtype).reshape(-1)
+    except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
         raise InvalidInputError(f"input '{name}': data does not fit {datatype}: {exc}") from None
     if flat.size != count:
         raise InvalidInputError(

@@ -178,6 +178,14 @@ def test_raw_binary_request_and_plain_http_errors(live_server: LiveServer) -> No
     assert refused.status_code == 413
 
 
+def test_json_numbers_past_the_datatypes_range_are_refused(live_server: LiveServer) -> None:
+    request = {"inputs": [{"name": "series", "shape": [1, 8, 1], "datatype": "FP32",
+                           "data": [1e39] + [1.0] * 7}]}  # fmt: skip
+    response = httpx.post(f"{live_server.url}/v2/models/tiny-forecaster/infer", json=request)
+    assert response.status_code == 400
+    assert "does not fit FP32" in response.json()["error"]
+
+
 @pytest.mark.anyio
 async def test_aio_client(live_server: LiveServer, tiny_repo: Path) -> None:
     import tritonclient.http.aio as triton_aio
