@@ -54,7 +54,7 @@ class Config:
     dropout: float = 0.2
     noise: float = 0.03  # augmentation: Gaussian jitter on the standardised inputs
     members: int = 5  # an ensemble: this many LSTMs (seeds seed, seed + 1, ...), quantiles averaged
-    evaluated_weight: float = 15.0  # sampling weight of an evaluated series against any other
+    evaluated_weight: float = 30.0  # sampling weight of an evaluated series against any other
     batch_size: int = 256
     steps_per_epoch: int = 100
     epochs: int = 12
