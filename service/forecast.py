@@ -10,6 +10,7 @@ from service.errors import InvalidParameterError
 from service.manifest import ForecastingDecoding
 from service.schemas import ForecastRequest, SeriesForecast
 from service.tasks.forecasting import (
+    ar_base,
     fill_missing,
     future_timestamps,
     standardise_window,
@@ -33,6 +34,8 @@ def forecast_limits(decoding: ForecastingDecoding) -> dict[str, object]:
 @dataclass(frozen=True)
 class PreparedSeries:
     batch: np.ndarray  # (N, window, 1) float32, normalised
+    base: np.ndarray | None  # (N, horizon) float32, the AR(p) forecasts of a hybrid model
+    base_scale: np.ndarray | None  # (N, 1) float32, their residual scales
     scales: list[tuple[float, float]]  # (mean, std) per series
     filled: list[int]
     quantile_columns: list[tuple[float, int]]
@@ -48,7 +51,7 @@ def prepare_series(
             f"horizon {request.horizon} is over the {decoding.horizon} this model serves", **limits
         )
     columns = _quantile_columns(decoding, request.quantiles, limits)
-    windows, scales, filled = [], [], []
+    windows, bases, base_scales, scales, filled = [], [], [], [], []
     for index, series in enumerate(request.series):
         if len(series.values) > max_length:
             raise InvalidParameterError(
@@ -72,11 +75,35 @@ def prepare_series(
                 raise InvalidParameterError(
                     _TOO_LARGE.format(index=index, what="its window's mean or spread")
                 )
+        if decoding.base == "ar_aic":
+            base, base_scale = _checked_ar_base(decoding, values, mean, std, index)
+            bases.append(base)
+            base_scales.append([base_scale])
         windows.append(window)
         scales.append((mean, std))
         filled.append(count)
     batch = np.asarray(windows, dtype=np.float32)[:, :, None]
-    return PreparedSeries(batch, scales, filled, columns)
+    base_batch = np.asarray(bases, dtype=np.float32) if bases else None
+    scale_batch = np.asarray(base_scales, dtype=np.float32) if bases else None
+    return PreparedSeries(batch, base_batch, scale_batch, scales, filled, columns)
+
+
+def _checked_ar_base(
+    decoding: ForecastingDecoding, values: np.ndarray, mean: float, std: float, index: int
+) -> tuple[np.ndarray, float]:
+    """The hybrid model's AR(p) base and scale; a 422 when a history far off its window's scale
+    overflows the fit."""
+    try:
+        with np.errstate(all="ignore"):
+            base, scale = ar_base(values, mean, std, decoding.horizon, decoding.base_history,
+                                  decoding.base_max_order)  # fmt: skip
+    except np.linalg.LinAlgError:  # least squares on values that overflowed
+        base, scale = np.full(decoding.horizon, np.nan), np.nan
+    if not (np.isfinite(base).all() and np.isfinite(scale)):
+        raise InvalidParameterError(
+            _TOO_LARGE.format(index=index, what="its autoregressive base forecast")
+        )
+    return base, scale
 
 
 def finish_forecast(

@@ -10,7 +10,9 @@ Graph conventions by task (names come from ``inputs``/``outputs`` and the decodi
 - detection: ``images`` -> ``boxes`` [N, A, 4] (xyxy, model-input pixels) and ``scores`` [N, A, C]
   (already activated). The graph decodes the grid; the service thresholds and runs NMS.
 - segmentation: ``images`` -> ``logits`` [N, C, H, W] (C = 1 for a sigmoid binary mask)
-- forecasting: ``series`` float32 [N, window, 1] -> ``forecast`` [N, horizon, Q], normalised units
+- forecasting: ``series`` float32 [N, window, 1] -> ``forecast`` [N, horizon, Q], normalised units;
+  a hybrid (``base: ar_aic``) also takes ``base`` [N, horizon], the AR(p) forecast it corrects,
+  and ``base_scale`` [N, 1], the root mean square of that fit's one-step residuals
 """
 
 from __future__ import annotations
@@ -87,6 +89,17 @@ class ForecastingDecoding(_Strict):
     # std below this is replaced by it, so a flat window maps to zeros instead of dividing by 0.
     std_floor: float = Field(1e-6, gt=0.0)
     frequency: str | None = None
+    # ar_aic: the model corrects an AR(p) forecast that the service computes per series
+    # (service.tasks.autoregressive: a constant plus p lags, least squares on the last
+    # base_history values, p chosen by AIC up to min(base_max_order, values // 4)), standardised
+    # like the window and fed as base_input [N, horizon], with the root mean square of the fit's
+    # one-step residuals as base_scale_input [N, 1]. It gives a global model what one series'
+    # whole history says, which a fixed window cannot.
+    base: Literal["none", "ar_aic"] = "none"
+    base_input: str = "base"
+    base_scale_input: str = "base_scale"
+    base_history: int = Field(1024, gt=0)
+    base_max_order: int = Field(36, gt=0)
 
     @model_validator(mode="after")
     def _check_quantiles(self) -> ForecastingDecoding:

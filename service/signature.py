@@ -56,7 +56,9 @@ def _decoding_names(manifest: Manifest) -> list[str]:
     if manifest.segmentation:
         return [manifest.segmentation.logits_output]
     if manifest.forecasting:
-        return [manifest.forecasting.series_input, manifest.forecasting.forecast_output]
+        decoding = manifest.forecasting
+        base = [decoding.base_input, decoding.base_scale_input] if decoding.base != "none" else []
+        return [decoding.series_input, *base, decoding.forecast_output]
     return []
 
 

@@ -4,7 +4,9 @@ Each model's behaviour is simple enough to predict exactly:
 - classifier: "red" when the mean red exceeds the mean green, else "not_red";
 - detector: two fixed overlapping boxes, scored by how red the image is;
 - segmenter: a pixel is foreground where red exceeds green;
-- forecaster: the last value (normalised) for every step, quantiles at -1 / 0 / +1 std.
+- forecaster: the last value (normalised) for every step, quantiles at -1 / 0 / +1 std;
+- hybrid forecaster: the AR(p) base the service feeds it, quantiles at -1 / 0 / +1 its residual
+  scale.
 """
 
 from __future__ import annotations
@@ -156,6 +158,43 @@ def build_forecaster(
         inputs=[TensorSpec(name="series", dtype="float32", shape=[None, window, 1])],
         outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
         forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9)),
+    )  # fmt: skip
+    return _save(graph, manifest, root)
+
+
+def build_hybrid_forecaster(
+    root: Path, name: str = "tiny-hybrid-forecaster", window: int = 8, horizon: int = 4
+) -> Path:
+    """A model that returns its ``base`` input, the service's AR(p) forecast, as the median, and
+    that plus and minus ``base_scale`` as the outer quantiles."""
+    offsets = np.array([-1.0, 0.0, 1.0], np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["base", "axis2"], ["column"]),
+            helper.make_node("Unsqueeze", ["base_scale", "axis2"], ["unit"]),
+            helper.make_node("Mul", ["unit", "offsets"], ["spread"]),
+            helper.make_node("Add", ["column", "spread"], ["forecast"]),
+        ],
+        "hybrid_forecaster",
+        [
+            helper.make_tensor_value_info("series", TensorProto.FLOAT, ["N", window, 1]),
+            helper.make_tensor_value_info("base", TensorProto.FLOAT, ["N", horizon]),
+            helper.make_tensor_value_info("base_scale", TensorProto.FLOAT, ["N", 1]),
+        ],
+        [helper.make_tensor_value_info("forecast", TensorProto.FLOAT, ["N", horizon, 3])],
+        [
+            numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+            numpy_helper.from_array(offsets, "offsets"),
+        ],
+    )
+    manifest = Manifest(
+        task="forecasting", name=name, version=1, description="test hybrid forecaster",
+        inputs=[TensorSpec(name="series", dtype="float32", shape=[None, window, 1]),
+                TensorSpec(name="base", dtype="float32", shape=[None, horizon]),
+                TensorSpec(name="base_scale", dtype="float32", shape=[None, 1])],
+        outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
+        forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9),
+                                        base="ar_aic", base_history=64),
     )  # fmt: skip
     return _save(graph, manifest, root)
 

@@ -41,7 +41,11 @@ async def _forecast(
     timer = StageTimer()
     with timer.stage("preprocess"):
         prepared = prepare_series(decoding, request, max_length)
-    outputs = await infer(model, {decoding.series_input: prepared.batch}, timer)
+    feeds = {decoding.series_input: prepared.batch}
+    if prepared.base is not None and prepared.base_scale is not None:
+        feeds[decoding.base_input] = prepared.base
+        feeds[decoding.base_scale_input] = prepared.base_scale
+    outputs = await infer(model, feeds, timer)
     with timer.stage("postprocess"):
         results = finish_forecast(decoding, request, prepared, outputs[decoding.forecast_output])
     return {

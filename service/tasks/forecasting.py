@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from service.errors import InvalidParameterError
+from service.tasks import autoregressive
 
 MissingPolicy = Literal["error", "interpolate", "ffill"]
 
@@ -58,6 +59,15 @@ def standardise_window(window: np.ndarray, std_floor: float) -> tuple[np.ndarray
     mean = float(window.mean())
     std = max(float(window.std()), std_floor)
     return (window - mean) / std, mean, std
+
+
+def ar_base(
+    values: np.ndarray, mean: float, std: float, horizon: int, history: int, max_order: int
+) -> tuple[np.ndarray, float]:
+    """A hybrid model's base: the AR(p) forecast from the last ``history`` values and the scale
+    of its one-step residuals, in the units of the standardised window (``mean`` and ``std``
+    are the window's)."""
+    return autoregressive.forecast_and_scale((values[-history:] - mean) / std, horizon, max_order)
 
 
 def unstandardise(forecast: np.ndarray, mean: float, std: float) -> np.ndarray:

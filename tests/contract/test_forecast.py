@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
 import numpy as np
 import pytest
+
+from service.config import Settings
+from service.tasks import autoregressive
+from tests.conftest import app_client
+from tests.model_factory import build_hybrid_forecaster
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +110,45 @@ async def test_forecast_limit_errors_state_the_limits(client: httpx.AsyncClient)
     )
     body = response.json()
     assert body["max_horizon"] == 4 and body["min_length"] == 8
+
+
+@pytest.fixture
+async def hybrid(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The tiny hybrid forecaster: it returns the AR(p) base forecast the service feeds it."""
+    build_hybrid_forecaster(tmp_path)
+    async with app_client(Settings(models_dir=tmp_path, intra_op_threads=1)) as http:
+        yield http
+
+
+async def test_a_hybrid_model_gets_the_ar_forecast_of_the_series_latest_history(
+    hybrid: httpx.AsyncClient,
+) -> None:
+    rng = np.random.default_rng(0)
+    seasonal = 50.0 + 10.0 * np.sin(np.arange(100) * 2 * np.pi / 12) + rng.normal(0, 1, 100)
+    response = await hybrid.post(
+        "/v1/forecast", json={"horizon": 4, "series": [{"values": seasonal.tolist()}]}
+    )
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    # base_history is 64: the AR(p) is fitted on the last 64 values, and mapped back to units
+    expected, scale = autoregressive.forecast_and_scale(seasonal[-64:], 4)
+    assert result["forecast"] == pytest.approx(expected.tolist(), abs=1e-3)
+    assert 0.5 < scale < 2.0  # the noise's standard deviation is 1
+    assert result["quantiles"]["0.9"] == pytest.approx((expected + scale).tolist(), abs=1e-3)
+    assert abs(expected[0] - autoregressive.forecast(seasonal, 4)[0]) > 1e-3  # the cap matters
+    metadata = (await hybrid.get("/v1/models/tiny-hybrid-forecaster")).json()
+    manifest = metadata["versions"][0]["manifest"]
+    assert [tensor["name"] for tensor in manifest["inputs"]] == ["series", "base", "base_scale"]
+    assert manifest["forecasting"]["base"] == "ar_aic"
+
+
+async def test_a_hybrid_base_that_overflows_is_a_422(hybrid: httpx.AsyncClient) -> None:
+    """A history far off the window's scale overflows the AR(p) fit, not the window."""
+    values = [1e307] + [1.0 + 0.01 * (i % 2) for i in range(20)]  # 1e307 / 0.005 > float64
+    response = await hybrid.post(
+        "/v1/forecast", json={"horizon": 2, "series": [{"values": values}]}
+    )
+    assert response.status_code == 422, response.text
+    assert "autoregressive base forecast overflows float64" in response.json()["error"]
+    served = await hybrid.post("/v1/forecast", json={"horizon": 1, "series": [{"values": SERIES}]})
+    assert served.status_code == 200
