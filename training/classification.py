@@ -333,10 +333,12 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
     mean, std = common.IMAGENET_MEAN, common.IMAGENET_STD
     size = (cfg.size, cfg.size)
     onnx_path = work_dir / "model.onnx"
-    export.export_onnx(model, torch.zeros(1, 3, *size), onnx_path, "images", ["logits"])
+    export.export_onnx(model, {"images": torch.zeros(1, 3, *size)}, onnx_path, ["logits"])
     sample_x = augment.normalise(torch.from_numpy(val_crops[:8]), mean, std).numpy()
-    max_diff = export.parity(onnx_path, model, sample_x)
-    latency = export.latency_ms(onnx_path, (1, 3, *size), runs=10 if cfg.dry_run else 100)
+    max_diff = export.parity(onnx_path, model, {"images": sample_x})
+    latency = export.latency_ms(
+        onnx_path, {"images": (1, 3, *size)}, runs=10 if cfg.dry_run else 100
+    )
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.1f} ms (batch 1, 2 threads)")
 
     prep = Preprocessing(size=size, resize="stretch", mean=mean, std=std)

@@ -21,24 +21,24 @@ OPSET = 17
 
 def export_onnx(
     model: torch.nn.Module,
-    example: torch.Tensor,
+    examples: dict[str, torch.Tensor],
     path: Path,
-    input_name: str,
     output_names: list[str],
 ) -> None:
-    """TorchScript exporter (``dynamo=False``, set explicitly), opset 17, dynamic batch axis."""
+    """TorchScript exporter (``dynamo=False``, set explicitly), opset 17, dynamic batch axis;
+    ``examples``: one tensor per graph input, by name, in the order ``model`` takes them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
-    axes = {name: {0: "batch"} for name in [input_name, *output_names]}
+    axes = {name: {0: "batch"} for name in [*examples, *output_names]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(
             model,
-            (example.cpu(),),
+            tuple(example.cpu() for example in examples.values()),
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=[input_name],
+            input_names=list(examples),
             output_names=output_names,
             dynamic_axes=axes,
             do_constant_folding=True,
@@ -53,13 +53,13 @@ def ort_session(path: Path, threads: int = 2) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def parity(path: Path, model: torch.nn.Module, inputs: np.ndarray) -> float:
-    """Max absolute difference between ONNX Runtime and PyTorch over every output."""
-    session = ort_session(path)
-    name = session.get_inputs()[0].name
-    onnx_outputs = session.run(None, {name: inputs.astype(np.float32)})
+def parity(path: Path, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> float:
+    """Max absolute difference between ONNX Runtime and PyTorch over every output; ``inputs``
+    by name, in the order ``model`` takes them."""
+    feeds = {name: value.astype(np.float32) for name, value in inputs.items()}
+    onnx_outputs = ort_session(path).run(None, feeds)
     with torch.no_grad():
-        torch_outputs = model.eval().cpu()(torch.from_numpy(inputs.astype(np.float32)))
+        torch_outputs = model.eval().cpu()(*(torch.from_numpy(v) for v in feeds.values()))
     if isinstance(torch_outputs, torch.Tensor):
         torch_outputs = (torch_outputs,)
     return max(
@@ -68,17 +68,20 @@ def parity(path: Path, model: torch.nn.Module, inputs: np.ndarray) -> float:
     )
 
 
-def latency_ms(path: Path, shape: tuple[int, ...], runs: int = 50, threads: int = 2) -> float:
-    """Median wall time of one batch-1 ONNX Runtime call (``intra_op`` threads = ``threads``)."""
+def latency_ms(
+    path: Path, shapes: dict[str, tuple[int, ...]], runs: int = 50, threads: int = 2
+) -> float:
+    """Median wall time of one batch-1 ONNX Runtime call (``intra_op`` threads = ``threads``)
+    on random inputs of ``shapes``, by input name."""
     session = ort_session(path, threads)
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    rng = np.random.default_rng(0)
+    feeds = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
     for _ in range(5):
-        session.run(None, {name: x})
+        session.run(None, feeds)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, {name: x})
+        session.run(None, feeds)
         times.append((time.perf_counter() - start) * 1000.0)
     return float(np.median(times))
 

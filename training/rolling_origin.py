@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from service.tasks import autoregressive
+from service.tasks.forecasting import ar_base
 from training import metrics, series
 
 HORIZON = 12
@@ -21,8 +23,9 @@ ORIGINS = 5
 # The 36 values before the test windows: recipe choices are scored here, never on origins 0-4.
 VALIDATION_ORIGINS = (5, 6, 7)
 
-# one model call: a standardised window [1, window, 1] of float32 -> quantiles [1, HORIZON, Q]
-Runner = Callable[[np.ndarray], np.ndarray]
+# one model call: a standardised window [1, window, 1], the AR(p) forecast from it in the same
+# units [1, HORIZON] and its residual scale [1, 1], all float32 -> quantiles [1, HORIZON, Q]
+Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 # (origin, training part, steps) -> forecast [steps] or quantiles [steps, Q]
 Predictor = Callable[[int, np.ndarray, int], np.ndarray]
 EPS = 1e-6
@@ -54,13 +57,28 @@ def standardise(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return (windows - mean) / std, mean, std
 
 
-def forecast(run: Runner, history: np.ndarray, window: int, steps: int) -> np.ndarray:
+def standardised_base(
+    history: np.ndarray, window: int, ar_history: int
+) -> tuple[np.ndarray, float]:
+    """The AR(p) forecast [HORIZON] that a hybrid model corrects and its residual scale, from the
+    last ``ar_history`` values of ``history`` (the manifest's ``base_history``), in its last
+    window's standardised units: what the service feeds as ``base`` and ``base_scale``."""
+    _, mean, std = standardise(history[None, -window:])
+    return ar_base(history, mean.item(), std.item(), HORIZON, ar_history, autoregressive.MAX_ORDER)
+
+
+def forecast(
+    run: Runner, history: np.ndarray, window: int, steps: int, ar_history: int
+) -> np.ndarray:
     """Quantile forecasts [steps, Q] in original units; recursive on the median past HORIZON."""
     context = np.asarray(history, np.float64)
     chunks: list[np.ndarray] = []
     while sum(len(c) for c in chunks) < steps:
         z, mean, std = standardise(context[-window:][None])
-        chunk = run(z[..., None].astype(np.float32))[0] * std[0, 0] + mean[0, 0]
+        base, scale = standardised_base(context, window, ar_history)
+        inputs = (z[..., None], base[None], np.array([[scale]]))
+        chunk = run(*(x.astype(np.float32) for x in inputs))[0]
+        chunk = chunk * std[0, 0] + mean[0, 0]
         chunks.append(chunk)
         context = np.concatenate([context, chunk[:, chunk.shape[1] // 2]])
     return np.concatenate(chunks)[:steps]

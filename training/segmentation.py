@@ -231,11 +231,13 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
     size = (cfg.size, cfg.size)
     onnx_path = work_dir / "model.onnx"
     example = torch.zeros(1, 3, *size)
-    export.export_onnx(model, example, onnx_path, "images", ["logits"])
+    export.export_onnx(model, {"images": example}, onnx_path, ["logits"])
     val_images = tensors["val"][0][:4].cpu()
     val_x = augment.normalise(val_images, mean, std).numpy()
-    max_diff = export.parity(onnx_path, model, val_x)
-    latency = export.latency_ms(onnx_path, (1, 3, *size), runs=10 if cfg.dry_run else 50)
+    max_diff = export.parity(onnx_path, model, {"images": val_x})
+    latency = export.latency_ms(
+        onnx_path, {"images": (1, 3, *size)}, runs=10 if cfg.dry_run else 50
+    )
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.1f} ms (batch 1, 2 threads)")
 
     prep = Preprocessing(size=size, resize="stretch", mean=mean, std=std)

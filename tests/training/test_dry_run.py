@@ -32,9 +32,12 @@ def check_model_dir(version_dir: Path) -> Manifest:
     )
     assert [i.name for i in session.get_inputs()] == [s.name for s in manifest.inputs]
     assert [o.name for o in session.get_outputs()] == manifest.output_names()
-    spec = manifest.inputs[0]
-    x = np.random.default_rng(0).standard_normal([2, *spec.shape[1:]]).astype(np.float32)
-    outputs = session.run(None, {spec.name: x})
+    rng = np.random.default_rng(0)
+    feeds = {
+        spec.name: rng.standard_normal([2, *spec.shape[1:]]).astype(np.float32)
+        for spec in manifest.inputs
+    }
+    outputs = session.run(None, feeds)
     for out, out_spec in zip(outputs, manifest.outputs, strict=True):
         assert out.dtype == np.float32
         assert list(out.shape) == [2, *out_spec.shape[1:]]
@@ -66,6 +69,7 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
         assert manifest.forecasting.normalisation == "window_standard"
         assert manifest.forecasting.std_floor == forecasting_module_eps()
         assert manifest.forecasting.quantiles == (0.1, 0.5, 0.9)
+        assert manifest.forecasting.base == "ar_aic"
 
 
 def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:

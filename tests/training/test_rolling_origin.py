@@ -60,17 +60,22 @@ def test_evaluate_series_scores_five_disjoint_windows_and_the_last_12_and_24() -
 
 def test_forecast_standardises_each_window_and_feeds_the_median_back() -> None:
     calls: list[np.ndarray] = []
+    bases: list[np.ndarray] = []
+    scales: list[np.ndarray] = []
 
-    def run(z: np.ndarray) -> np.ndarray:
+    def run(z: np.ndarray, base: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """A model that forecasts 0, 1 and 2 standard deviations above the window's mean."""
-        calls.append(z)
+        calls.append(z), bases.append(base), scales.append(scale)
         return np.ones((1, HORIZON, 3), np.float32) * np.array([0.0, 1.0, 2.0], np.float32)
 
     history = 100.0 + 10.0 * np.tile([-1.0, 1.0], 30)  # every 48-window: mean 100, std 10
-    out = rolling_origin.forecast(run, history, window=48, steps=20)
+    out = rolling_origin.forecast(run, history, window=48, steps=20, ar_history=1024)
     assert out.shape == (20, 3)
     assert [c.shape for c in calls] == [(1, 48, 1), (1, 48, 1)]
-    assert calls[0].dtype == np.float32
+    assert calls[0].dtype == bases[0].dtype == scales[0].dtype == np.float32
+    # the AR(p) base continues the alternation exactly, in the window's units (-1, +1, ...)
+    np.testing.assert_allclose(bases[0][0], np.tile([-1.0, 1.0], 6), atol=1e-5)
+    assert scales[0].shape == (1, 1) and scales[0][0, 0] < 1e-5
     np.testing.assert_allclose(np.abs(calls[0]), 1.0, rtol=1e-6)  # standardised
     np.testing.assert_allclose(out[:12], np.tile([100.0, 110.0, 120.0], (12, 1)))
     # the second call's window ends with the first 12 medians (110, the window's highest value)
