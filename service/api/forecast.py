@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, SettingsDep, holding_place
@@ -40,7 +41,8 @@ async def _forecast(
     decoding = model.manifest.forecasting
     timer = StageTimer()
     with timer.stage("preprocess"):
-        prepared = prepare_series(decoding, request, max_length)
+        # a hybrid's AR(p) fits take milliseconds per series: off the event loop, like images
+        prepared = await to_thread.run_sync(prepare_series, decoding, request, max_length)
     feeds = {decoding.series_input: prepared.batch}
     if prepared.base is not None and prepared.base_scale is not None:
         feeds[decoding.base_input] = prepared.base
