@@ -89,6 +89,9 @@ def write_card(
             f"- data set: {prov.dataset}\n- split: {prov.split}\n- command: `{prov.command}`\n"
             f"- git commit: `{prov.git_commit}`\n- date: {prov.date}\n- framework: {prov.framework}"
         )
+    inputs = ("Input " if len(manifest.inputs) == 1 else "Inputs ") + ", ".join(
+        f"`{spec.name}` {spec.shape}" for spec in manifest.inputs
+    )
     text = f"""# {manifest.name} (version {manifest.version})
 
 {summary}
@@ -99,7 +102,7 @@ def write_card(
 ## Model
 {architecture}
 
-Input `{manifest.inputs[0].name}` {manifest.inputs[0].shape}; outputs
+{inputs}; outputs
 {", ".join(f"`{o.name}` {o.shape}" for o in manifest.outputs)}. The full contract (preprocessing,
 decoding, serving defaults) is in `{manifest.version}/manifest.json`.
 
