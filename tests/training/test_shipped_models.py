@@ -12,10 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from service.config import Settings
 from service.manifest import Manifest
+from tests.conftest import app_client
 from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir
-from training import classification, detection, export, forecasting, segmentation, series
+from training import (
+    classification,
+    detection,
+    export,
+    forecasting,
+    rolling_origin,
+    segmentation,
+    series,
+)
 from training import data as datasets
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -84,7 +94,32 @@ def test_forecaster_reproduces_its_last_12_mase() -> None:
     run = forecasting.session_runner(session)
     for name in ("airline", "co2_monthly", "sunspots_annual"):
         y, season = series.LOADERS[name](), series.EVALUATED[name]
-        got = forecasting.last12_mase(run, y, manifest.forecasting.window, season)
+        decoding = manifest.forecasting
+        got = forecasting.last12_mase(run, y, decoding.window, decoding.base_history, season)
         recorded = manifest.metrics[f"{name}_rolling5"]
         assert got == pytest.approx(recorded["last12_mase"], abs=TOLERANCE)
         assert recorded["origin0_mase"] == recorded["last12_mase"]
+
+
+@pytest.mark.anyio
+async def test_the_service_serves_the_forecasts_the_trainer_scores() -> None:
+    """Serving and training compute the hybrid's inputs (window and AR(p) base) the same way:
+    sunspots, longer than ``base_history``, through /v1/forecast and through the scoring path."""
+    manifest, session = load("series-forecaster")
+    decoding = manifest.forecasting
+    assert decoding is not None and decoding.base == "ar_aic"
+    train, _ = rolling_origin.origin_window(series.LOADERS["sunspots_monthly"](), 0)
+    assert len(train) > decoding.base_history
+    expected = rolling_origin.forecast(
+        forecasting.session_runner(session), train, decoding.window, 12, decoding.base_history
+    )
+    async with app_client(Settings(models_dir=MODELS, intra_op_threads=1)) as client:
+        response = await client.post(
+            "/v1/forecast",
+            json={"model": "series-forecaster", "horizon": 12,
+                  "series": [{"values": train.tolist()}]},
+        )  # fmt: skip
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert result["forecast"] == pytest.approx(expected[:, 1].tolist(), rel=1e-4, abs=1e-3)
+    assert result["quantiles"]["0.1"] == pytest.approx(expected[:, 0].tolist(), rel=1e-4, abs=1e-3)
