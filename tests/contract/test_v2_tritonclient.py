@@ -221,15 +221,20 @@ def test_every_shipped_model_infers_like_onnxruntime(binary: bool) -> None:
         rng = np.random.default_rng(1)
         for name in names:
             metadata = client.get_model_metadata(name)
-            spec = metadata["inputs"][0]
-            array = rng.random([2 if d == -1 else d for d in spec["shape"]], dtype=np.float32)
-            tensor = triton.InferInput(spec["name"], list(array.shape), "FP32")
-            tensor.set_data_from_numpy(array, binary_data=binary)
+            arrays = {  # every input: the hybrid forecaster takes three
+                spec["name"]: rng.random([2 if d == -1 else d for d in spec["shape"]], np.float32)
+                for spec in metadata["inputs"]
+            }
+            tensors = []
+            for input_name, array in arrays.items():
+                tensor = triton.InferInput(input_name, list(array.shape), "FP32")
+                tensor.set_data_from_numpy(array, binary_data=binary)
+                tensors.append(tensor)
             wanted = [triton.InferRequestedOutput(o["name"], binary_data=binary)
                       for o in metadata["outputs"]]  # fmt: skip
-            result = client.infer(name, [tensor], outputs=wanted)
+            result = client.infer(name, tensors, outputs=wanted)
             session = ort.InferenceSession(str(models / name / "1" / "model.onnx"))
-            expected = session.run(None, {spec["name"]: array})
+            expected = session.run(None, arrays)
             for output, reference in zip(metadata["outputs"], expected, strict=True):
                 np.testing.assert_allclose(
                     result.as_numpy(output["name"]), reference, rtol=1e-4, atol=1e-4
