@@ -34,8 +34,9 @@ def forecast_limits(decoding: ForecastingDecoding) -> dict[str, object]:
 @dataclass(frozen=True)
 class PreparedSeries:
     batch: np.ndarray  # (N, window, 1) float32, normalised
-    base: np.ndarray | None  # (N, horizon) float32, the AR(p) forecasts of a hybrid model
-    base_scale: np.ndarray | None  # (N, 1) float32, their residual scales
+    # a hybrid model's AR(p) forecasts (N, horizon) and their residual scales (N, 1), float32,
+    # by the graph input names its manifest gives; empty for other models
+    base_feeds: dict[str, np.ndarray]
     scales: list[tuple[float, float]]  # (mean, std) per series
     filled: list[int]
     quantile_columns: list[tuple[float, int]]
@@ -83,9 +84,13 @@ def prepare_series(
         scales.append((mean, std))
         filled.append(count)
     batch = np.asarray(windows, dtype=np.float32)[:, :, None]
-    base_batch = np.asarray(bases, dtype=np.float32) if bases else None
-    scale_batch = np.asarray(base_scales, dtype=np.float32) if bases else None
-    return PreparedSeries(batch, base_batch, scale_batch, scales, filled, columns)
+    base_feeds = {}
+    if decoding.base == "ar_aic":
+        base_feeds = {
+            decoding.base_input: np.asarray(bases, dtype=np.float32),
+            decoding.base_scale_input: np.asarray(base_scales, dtype=np.float32),
+        }
+    return PreparedSeries(batch, base_feeds, scales, filled, columns)
 
 
 def _checked_ar_base(

@@ -43,10 +43,7 @@ async def _forecast(
     with timer.stage("preprocess"):
         # a hybrid's AR(p) fits take milliseconds per series: off the event loop, like images
         prepared = await to_thread.run_sync(prepare_series, decoding, request, max_length)
-    feeds = {decoding.series_input: prepared.batch}
-    if prepared.base is not None and prepared.base_scale is not None:
-        feeds[decoding.base_input] = prepared.base
-        feeds[decoding.base_scale_input] = prepared.base_scale
+    feeds = {decoding.series_input: prepared.batch, **prepared.base_feeds}
     outputs = await infer(model, feeds, timer)
     with timer.stage("postprocess"):
         results = finish_forecast(decoding, request, prepared, outputs[decoding.forecast_output])
