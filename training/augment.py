@@ -94,6 +94,36 @@ def warp_boxes(
     return out, ok
 
 
+def mosaic(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    valid: torch.Tensor,
+    probability: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLO's mosaic: a share ``probability`` of the batch [N, C, H, W] (H and W even) becomes 2x2
+    tiles of itself and three other images of the batch at half size, their boxes [N, M, 4] going
+    along ([N, 4 M, 4]; the other images' slots stay invalid). Kvasir frames mostly hold one
+    large polyp; mosaics show the detector small ones, several to a frame.
+    """
+    n, _, h, w = images.shape
+    m = boxes.shape[1]
+    device = images.device
+    others = torch.randint(0, n, (n, 3), device=device, generator=generator)
+    tiles = torch.cat([torch.arange(n, device=device)[:, None], others], 1)  # [N, 4]
+    half = F.interpolate(images, size=(h // 2, w // 2), mode="bilinear", antialias=True)
+    t = half[tiles]  # [N, 4, C, H/2, W/2], row-major: top-left, top-right, bottom-left, ...
+    grid = torch.cat([torch.cat([t[:, 0], t[:, 1]], -1), torch.cat([t[:, 2], t[:, 3]], -1)], -2)
+    offsets = torch.tensor([[0, 0], [w / 2, 0], [0, h / 2], [w / 2, h / 2]], device=device)
+    tiled = boxes[tiles] * 0.5 + offsets.repeat(1, 2).view(1, 4, 1, 4)  # [N, 4, M, 4]
+    use = torch.rand(n, device=device, generator=generator) < probability
+    out_boxes = torch.cat([boxes, boxes.new_zeros(n, 3 * m, 4)], 1)
+    out_valid = torch.cat([valid, valid.new_zeros(n, 3 * m)], 1)
+    out_boxes = torch.where(use.view(n, 1, 1), tiled.reshape(n, 4 * m, 4), out_boxes)
+    out_valid = torch.where(use.view(n, 1), valid[tiles].reshape(n, 4 * m), out_valid)
+    return torch.where(use.view(n, 1, 1, 1), grid, images), out_boxes, out_valid
+
+
 def color_jitter(x01: torch.Tensor, strength: float = 0.2, generator=None) -> torch.Tensor:
     """Brightness, contrast, saturation and per-channel gain on images in [0, 1] ([N, 3, H, W])."""
     n = x01.shape[0]

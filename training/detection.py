@@ -52,6 +52,7 @@ class Config:
     widths: tuple[int, ...] = (24, 48, 96, 128, 160)  # backbone stages, strides 2..32
     neck: int = 64
     dropout: float = 0.1
+    mosaic: float = 0.0  # share of training images replaced by 2x2 mosaics (YOLO's mosaic)
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)
     batch_size: int = 32
     epochs: int = 400
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     def batch_loss(images_u8, boxes, valid, train: bool) -> torch.Tensor:
         x = images_u8.permute(0, 3, 1, 2).float() / 255.0
         if train:
+            if cfg.mosaic > 0:
+                x, boxes, valid = augment.mosaic(x, boxes, valid, cfg.mosaic)
             theta = augment.random_theta(len(x), device, scale=(0.6, 1.5), translate=0.25)
             x = augment.color_jitter(augment.warp(x, theta, size))
             boxes, valid = augment.warp_boxes(boxes, valid, theta, size, size)
@@ -424,8 +427,10 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             f"Plain conv backbone (widths {list(cfg.widths)}, SiLU, BatchNorm, residual blocks), "
             f"top-down pyramid ({cfg.neck} channels), one head per stride {list(STRIDES)}, "
             f"dropout {cfg.dropout}; FCOS-style centre sampling, quality focal loss + GIoU; "
-            f"trained from scratch, flips/scale/translation/colour augmentation, early stopping "
-            f"on validation loss. Input {size[0]}x{size[1]} stretched; {n_anchors} grid points."
+            f"trained from scratch, flips/scale/translation/colour augmentation"
+            + (f", {cfg.mosaic:.0%} of the frames as 2x2 mosaics" if cfg.mosaic > 0 else "")
+            + f", early stopping on validation loss. Input {size[0]}x{size[1]} stretched; "
+            f"{n_anchors} grid points."
         ),
         limits=[
             "Trained from scratch on 810 still images of one data set; video frames with motion "

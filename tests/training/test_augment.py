@@ -32,3 +32,35 @@ def test_color_jitter_stays_in_range() -> None:
     x = torch.rand(3, 3, 8, 8)
     y = augment.color_jitter(x, strength=0.5)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+
+
+def test_mosaic_tiles_carry_their_boxes() -> None:
+    torch.manual_seed(0)
+    size = (64, 80)
+    masks = torch.zeros(5, 1, *size)
+    boxes = torch.zeros(5, 2, 4)
+    valid = torch.zeros(5, 2, dtype=torch.bool)
+    for i in range(5):  # one box per image, a different place each; the second slot unused
+        x1, y1 = 4 + 8 * i, 2 + 6 * i
+        masks[i, :, y1 : y1 + 16, x1 : x1 + 20] = 1.0
+        boxes[i, 0] = torch.tensor([x1, y1, x1 + 20, y1 + 16])
+        valid[i, 0] = True
+    out, out_boxes, out_valid = augment.mosaic(masks, boxes, valid, probability=1.0)
+    assert out.shape == masks.shape and out_boxes.shape == (5, 8, 4)
+    for i in range(5):
+        assert out_valid[i].sum() == 4
+        expected = data.boxes_from_mask(out[i, 0].numpy() > 0.5)
+        found = out_boxes[i][out_valid[i]].numpy()
+        assert len(expected) == 4
+        for box in expected:  # every tile's polyp is one of the image's boxes
+            assert abs(found - box).max(1).min() <= 1.0
+    # the image itself is the top-left tile
+    assert torch.allclose(out_boxes[:, 0], boxes[:, 0] * 0.5)
+
+
+def test_mosaic_with_probability_zero_only_pads_the_boxes() -> None:
+    images, boxes = torch.rand(3, 3, 8, 8), torch.rand(3, 2, 4)
+    valid = torch.ones(3, 2, dtype=torch.bool)
+    out, out_boxes, out_valid = augment.mosaic(images, boxes, valid, probability=0.0)
+    assert torch.equal(out, images) and torch.equal(out_boxes[:, :2], boxes)
+    assert out_valid[:, :2].all() and not out_valid[:, 2:].any()

@@ -98,7 +98,7 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
     out_dir = tmp_path / "models"
     results = detection.main(["--dry-run", "--device", "cpu", "--yolo-root", str(tmp_path / "yolo"),
                               "--name", "yolo-detector", "--out-dir", str(out_dir),
-                              "--work-dir", str(tmp_path / "work")])  # fmt: skip
+                              "--work-dir", str(tmp_path / "work"), "--mosaic", "1"])  # fmt: skip
     manifest = check_model_dir(out_dir / "yolo-detector" / "1")
     assert set(results) == {"val"}  # no Kvasir or ClinicDB test split for a foreign folder
     assert manifest.provenance is not None
