@@ -220,8 +220,9 @@ def predict(session, prep: Preprocessing, image: np.ndarray, iou_threshold: floa
 
 
 def evaluate(session, prep, samples, score_threshold: float, iou_threshold: float) -> dict:
-    """AP@0.5 (all-point) and precision/recall at ``score_threshold`` against each sample's boxes
-    (Kvasir: the official json; CVC-ClinicDB: connected components of the mask)."""
+    """AP@0.5 (all-point), precision/recall at ``score_threshold``, and that recall per COCO
+    object size, against each sample's boxes (Kvasir: the official json; CVC-ClinicDB: connected
+    components of the mask)."""
 
     def one(sample: data.Sample):
         image = data.read_image(sample.image_path)
@@ -235,11 +236,16 @@ def evaluate(session, prep, samples, score_threshold: float, iou_threshold: floa
     pairs = data.map_threads(one, samples, workers=2)
     dets, gts = [p[0] for p in pairs], [p[1] for p in pairs]
     precision, recall = metrics.precision_recall_at(dets, gts, score_threshold)
-    return {
+    by_size = metrics.recall_by_size(dets, gts, score_threshold)
+    results = {
         "ap50": metrics.average_precision(dets, gts, 0.5),
         f"precision@{score_threshold}": precision,
         f"recall@{score_threshold}": recall,
     }
+    for size, (size_recall, count) in by_size.items():
+        results[f"recall@{score_threshold}_{size}"] = size_recall
+        results[f"boxes_{size}"] = count
+    return results
 
 
 # --- main ---------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
 
 
 def _match(dets, gts, iou_threshold):
-    """Per detection (score, is_true_positive) over all images, greedy by score per image."""
-    records = []
+    """Per detection (score, is_true_positive) over all images, greedy by score per image, and
+    per image which of its boxes were found."""
+    records, found = [], []
     for (boxes, scores), gt in zip(dets, gts, strict=True):
         order = np.argsort(-scores, kind="stable")
         used = np.zeros(len(gt), dtype=bool)
@@ -54,7 +55,8 @@ def _match(dets, gts, iou_threshold):
             if hit:
                 used[j] = True
             records.append((float(scores[i]), hit))
-    return records
+        found.append(used)
+    return records, found
 
 
 def average_precision(
@@ -64,7 +66,7 @@ def average_precision(
 ) -> float:
     """Area under the interpolated precision-recall curve (all points, as VOC 2010+ and COCO)."""
     n_gt = sum(len(g) for g in gts)
-    records = sorted(_match(dets, gts, iou_threshold), key=lambda r: -r[0])
+    records = sorted(_match(dets, gts, iou_threshold)[0], key=lambda r: -r[0])
     if n_gt == 0:
         return float("nan")
     if not records:
@@ -87,11 +89,35 @@ def precision_recall_at(
     iou_threshold: float = 0.5,
 ) -> tuple[float, float]:
     kept = [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
-    records = _match(kept, gts, iou_threshold)
+    records = _match(kept, gts, iou_threshold)[0]
     tp = sum(r[1] for r in records)
     n_gt = sum(len(g) for g in gts)
     precision = tp / len(records) if records else 0.0
     return float(precision), float(tp / n_gt if n_gt else 1.0)
+
+
+# COCO's object sizes, by box area in the original image's pixels
+AREA_RANGES = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, np.inf)}
+
+
+def recall_by_size(
+    dets: Sequence[tuple[np.ndarray, np.ndarray]],
+    gts: Sequence[np.ndarray],
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> dict[str, tuple[float, int]]:
+    """Recall at ``score_threshold`` and the number of boxes, for each of COCO's size ranges that
+    has any: where a detector's misses are."""
+    kept = [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
+    found = np.concatenate(_match(kept, gts, iou_threshold)[1])
+    boxes = np.concatenate([np.asarray(g, np.float64).reshape(-1, 4) for g in gts])
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    out = {}
+    for name, (lo, hi) in AREA_RANGES.items():
+        in_range = (area >= lo) & (area < hi)
+        if in_range.any():
+            out[name] = (float(found[in_range].mean()), int(in_range.sum()))
+    return out
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

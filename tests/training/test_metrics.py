@@ -53,6 +53,20 @@ def test_precision_recall_at_threshold() -> None:
     assert metrics.precision_recall_at(dets, gt, 0.2) == (1.0, 1.0)
 
 
+def test_recall_by_size_splits_the_boxes_by_coco_area() -> None:
+    small, medium = [0, 0, 20, 20], [100, 100, 160, 160]  # 400 and 3600 px²
+    large = [0, 200, 120, 320]  # 14400 px²
+    gts = [np.array([small, medium], np.float32), np.array([large, small], np.float32)]
+    found = np.array([medium, large, small], np.float32)
+    dets = [(found[:1], np.array([0.9])), (found[1:], np.array([0.8, 0.3]))]
+    # the second image's small box is found only below the threshold
+    by_size = metrics.recall_by_size(dets, gts, 0.4)
+    assert by_size == {"small": (0.0, 2), "medium": (1.0, 1), "large": (1.0, 1)}
+    assert metrics.recall_by_size(dets, gts, 0.2)["small"] == (0.5, 2)
+    # a range with no boxes is left out rather than reported as 0 or NaN
+    assert set(metrics.recall_by_size(dets[:1], gts[:1], 0.4)) == {"small", "medium"}
+
+
 def test_roc_auc_golden() -> None:
     assert metrics.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert metrics.roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
