@@ -236,8 +236,8 @@ def evaluate(session, prep: Preprocessing, samples: list[data.Sample], per_class
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, size=32, load_size=64, widths=(8, 8, 16), epochs=1,
-                                  batch_size=8, steps_per_epoch=2)  # fmt: skip
+        cfg = dataclasses.replace(cfg, size=32, load_size=64, widths=(8, 8, 16), batch_size=8,
+                                  epochs=min(cfg.epochs, 1), steps_per_epoch=2)  # fmt: skip
     common.seed_everything(cfg.seed)
     device = common.pick_device(cfg.device)
     data_root, work_dir = Path(cfg.data_root), Path(cfg.work_dir)

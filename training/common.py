@@ -171,6 +171,10 @@ def keep_best(
         model.load_state_dict(stopper.best_state)
         best_epoch = start_epoch + stopper.best_epoch
     path = work_dir / "ckpt.pt"
+    if stopper.best_state is None and path.exists():
+        # an export-only run (--epochs 0) leaves the checkpoint, and the commands that trained
+        # it, as they were: exporting twice must not record two exports in the provenance
+        return best_epoch
     save_checkpoint(path, model, config=dataclasses.asdict(config), history=history,
                     command=command, best_epoch=best_epoch)  # fmt: skip
     print(f"checkpoint {path} (best epoch {best_epoch})")

@@ -263,8 +263,8 @@ def pad_boxes(boxes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, size=64, widths=(8, 8, 16, 16, 16), neck=16, epochs=1,
-                                  batch_size=4)  # fmt: skip
+        cfg = dataclasses.replace(cfg, size=64, widths=(8, 8, 16, 16, 16), neck=16,
+                                  epochs=min(cfg.epochs, 1), batch_size=4)  # fmt: skip
     common.seed_everything(cfg.seed)
     device = common.pick_device(cfg.device)
     data_root, work_dir = Path(cfg.data_root), Path(cfg.work_dir)

@@ -310,8 +310,8 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, hidden=8, layers=1, epochs=1, steps_per_epoch=2,
-                                  batch_size=16, members=1)  # fmt: skip
+        cfg = dataclasses.replace(cfg, hidden=8, layers=1, epochs=min(cfg.epochs, 1),
+                                  steps_per_epoch=2, batch_size=16, members=1)  # fmt: skip
     device = common.pick_device(cfg.device)
     work_dir = Path(cfg.work_dir)
     command = common.command_line("forecasting", argv)

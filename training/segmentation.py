@@ -138,7 +138,9 @@ def evaluate(session, prep: Preprocessing, samples: list[data.Sample]) -> dict[s
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, size=64, channels=(8, 16, 16), epochs=1, batch_size=4)
+        cfg = dataclasses.replace(
+            cfg, size=64, channels=(8, 16, 16), epochs=min(cfg.epochs, 1), batch_size=4
+        )
     common.seed_everything(cfg.seed)
     device = common.pick_device(cfg.device)
     data_root, work_dir = Path(cfg.data_root), Path(cfg.work_dir)

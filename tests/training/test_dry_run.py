@@ -83,6 +83,16 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
                                "--out-dir", str(tmp_path / "b"), "--work-dir",
                                str(tmp_path / "w2")])  # fmt: skip
     assert first == again
+    # exporting twice in place records the training and one export, not an export per run
+    work_dir = tmp_path / "w1"
+    export_in_place = [*base, "--epochs", "0", "--weights", str(work_dir / "ckpt.pt"),
+                       "--work-dir", str(work_dir), "--out-dir", str(tmp_path / "c")]  # fmt: skip
+    segmentation.main(export_in_place)
+    segmentation.main(export_in_place)
+    manifest = check_model_dir(tmp_path / "c" / "polyp-segmenter" / "1")
+    assert manifest.provenance is not None
+    commands = manifest.provenance.command.split(" ; ")
+    assert len(commands) == 2 and "--epochs 0" not in commands[0] and "--epochs 0" in commands[1]
 
 
 def forecasting_module_eps() -> float:
