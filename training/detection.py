@@ -233,7 +233,11 @@ def evaluate(session, prep, samples, score_threshold: float, iou_threshold: floa
         )
         return predict(session, prep, image, iou_threshold), gt
 
-    pairs = data.map_threads(one, samples, workers=2)
+    return score(data.map_threads(one, samples, workers=2), score_threshold)
+
+
+def score(pairs: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]], score_threshold: float):
+    """The figures ``evaluate`` reports, from (detections, ground-truth boxes) per image."""
     dets, gts = [p[0] for p in pairs], [p[1] for p in pairs]
     precision, recall = metrics.precision_recall_at(dets, gts, score_threshold)
     by_size = metrics.recall_by_size(dets, gts, score_threshold)
@@ -246,6 +250,19 @@ def evaluate(session, prep, samples, score_threshold: float, iou_threshold: floa
         results[f"recall@{score_threshold}_{size}"] = size_recall
         results[f"boxes_{size}"] = count
     return results
+
+
+def validation_mosaics(
+    images_u8: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, seed: int
+):
+    """Every validation frame [N, H, W, 3] as the top-left tile of a 2x2 mosaic with three others
+    (the training augmentation, seeded): a proxy for small polyps, several to a frame, which the
+    validation frames themselves rarely show. Returns (frame, boxes) pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    x = images_u8.cpu().permute(0, 3, 1, 2).float()
+    x, boxes, valid = augment.mosaic(x, boxes.cpu(), valid.cpu(), 1.0, generator=generator)
+    frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [(frame, b[v].numpy()) for frame, b, v in zip(frames, boxes, valid, strict=True)]
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -378,6 +395,10 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         split: evaluate(session, prep, samples, cfg.score_threshold, cfg.iou_threshold)
         for split, samples in splits.items()
     }
+    mosaics = validation_mosaics(*tensors["val"], cfg.seed)
+    mosaic_pairs = [(predict(session, prep, f, cfg.iou_threshold), gt) for f, gt in mosaics]
+    results = {"val": results["val"], "val_mosaic": score(mosaic_pairs, cfg.score_threshold),
+               **results}  # fmt: skip
     for split, values in results.items():
         print(split, json.dumps(values))
     n_anchors = int(model.centres.shape[0])

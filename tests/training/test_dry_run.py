@@ -63,7 +63,7 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     if task == "detection":
         assert manifest.defaults.score_threshold == 0.4
         assert manifest.defaults.iou_threshold == 0.45
-        assert set(results) == {"val", "kvasir_test_100", "clinicdb_test_62"}
+        assert set(results) == {"val", "val_mosaic", "kvasir_test_100", "clinicdb_test_62"}
     if task == "forecasting":
         assert manifest.forecasting is not None
         assert manifest.forecasting.normalisation == "window_standard"
@@ -110,7 +110,8 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
                               "--name", "yolo-detector", "--out-dir", str(out_dir),
                               "--work-dir", str(tmp_path / "work"), "--mosaic", "1"])  # fmt: skip
     manifest = check_model_dir(out_dir / "yolo-detector" / "1")
-    assert set(results) == {"val"}  # no Kvasir or ClinicDB test split for a foreign folder
+    # no Kvasir or ClinicDB test split for a foreign folder; its validation frames as mosaics
+    assert set(results) == {"val", "val_mosaic"}
     assert manifest.provenance is not None
     assert manifest.provenance.dataset.startswith("YOLO folder")
 
