@@ -52,7 +52,7 @@ class Config:
     widths: tuple[int, ...] = (24, 48, 96, 128, 160)  # backbone stages, strides 2..32
     neck: int = 64
     dropout: float = 0.1
-    mosaic: float = 0.0  # share of training images replaced by 2x2 mosaics (YOLO's mosaic)
+    mosaic: float = 0.5  # share of training frames replaced by 2x2 mosaics (YOLO's mosaic)
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)
     batch_size: int = 32
     epochs: int = 400
