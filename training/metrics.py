@@ -59,6 +59,11 @@ def _match(dets, gts, iou_threshold):
     return records, found
 
 
+def _above(dets, score_threshold):
+    """The detections scoring at least ``score_threshold``."""
+    return [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
+
+
 def average_precision(
     dets: Sequence[tuple[np.ndarray, np.ndarray]],
     gts: Sequence[np.ndarray],
@@ -88,8 +93,7 @@ def precision_recall_at(
     score_threshold: float,
     iou_threshold: float = 0.5,
 ) -> tuple[float, float]:
-    kept = [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
-    records = _match(kept, gts, iou_threshold)[0]
+    records = _match(_above(dets, score_threshold), gts, iou_threshold)[0]
     tp = sum(r[1] for r in records)
     n_gt = sum(len(g) for g in gts)
     precision = tp / len(records) if records else 0.0
@@ -108,8 +112,7 @@ def recall_by_size(
 ) -> dict[str, tuple[float, int]]:
     """Recall at ``score_threshold`` and the number of boxes, for each of COCO's size ranges that
     has any: where a detector's misses are."""
-    kept = [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
-    found = np.concatenate(_match(kept, gts, iou_threshold)[1])
+    found = np.concatenate(_match(_above(dets, score_threshold), gts, iou_threshold)[1])
     boxes = np.concatenate([np.asarray(g, np.float64).reshape(-1, 4) for g in gts])
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     out = {}
