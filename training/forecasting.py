@@ -169,8 +169,8 @@ def ar_bases(y: np.ndarray, window: int, ar_history: int) -> np.ndarray:
     the values up to the end of its input window and its residual scale (one more column), as
     the service computes them."""
     ends = range(window, len(y) - HORIZON + 1)
-    bases = [rolling_origin.standardised_base(y[:end], window, ar_history) for end in ends]
-    return np.array([[*base, scale] for base, scale in bases]).reshape(-1, HORIZON + 1)
+    inputs = [rolling_origin.model_inputs(y[:end], window, ar_history) for end in ends]
+    return np.array([[*x.base, x.scale] for x in inputs]).reshape(-1, HORIZON + 1)
 
 
 def windows_of(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -364,10 +364,10 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
     export.export_onnx(shipped, examples, onnx_path, ["forecast"])
     parts = rolling_origin.training_part(all_series, 0).values()
     histories = [y for y in parts if len(y) >= cfg.window]  # real windows and their bases
-    windows = standardise(np.stack([y[-cfg.window :] for y in histories]))[0][..., None]
-    bases = [rolling_origin.standardised_base(y, cfg.window, cfg.ar_history) for y in histories]
-    feeds = {"series": windows, "base": np.stack([base for base, _ in bases]),
-             "base_scale": np.array([[scale] for _, scale in bases])}  # fmt: skip
+    inputs = [rolling_origin.model_inputs(y, cfg.window, cfg.ar_history) for y in histories]
+    feeds = {"series": np.stack([x.series for x in inputs])[..., None],
+             "base": np.stack([x.base for x in inputs]),
+             "base_scale": np.array([[x.scale] for x in inputs])}  # fmt: skip
     max_diff = export.parity(onnx_path, shipped, feeds)
     latency = export.latency_ms(onnx_path, shapes, runs=10 if cfg.dry_run else 100)
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.2f} ms (batch 1, 2 threads)")

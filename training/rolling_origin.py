@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,14 +57,27 @@ def standardise(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return (windows - mean) / std, mean, std
 
 
-def standardised_base(
-    history: np.ndarray, window: int, ar_history: int
-) -> tuple[np.ndarray, float]:
-    """The AR(p) forecast [HORIZON] that a hybrid model corrects and its residual scale, from the
-    last ``ar_history`` values of ``history`` (the manifest's ``base_history``), in its last
-    window's standardised units: what the service feeds as ``base`` and ``base_scale``."""
-    _, mean, std = standardise(history[None, -window:])
-    return ar_base(history, mean.item(), std.item(), HORIZON, ar_history, autoregressive.MAX_ORDER)
+class ModelInputs(NamedTuple):
+    """What a hybrid model reads to forecast the values after a history, and how to map its
+    output back: ``series`` [window] standardised, ``base`` [HORIZON] and ``scale`` in the same
+    units (the service's ``base`` and ``base_scale``), and the window's ``mean`` and ``std``."""
+
+    series: np.ndarray
+    base: np.ndarray
+    scale: float
+    mean: float
+    std: float
+
+
+def model_inputs(history: np.ndarray, window: int, ar_history: int) -> ModelInputs:
+    """The last ``window`` values of ``history`` standardised, and the AR(p) forecast from its
+    last ``ar_history`` values (the manifest's ``base_history``) with its residual scale, in
+    that window's units: what the service feeds for a posted ``history``."""
+    z, mean, std = standardise(history[None, -window:])
+    base, scale = ar_base(
+        history, mean.item(), std.item(), HORIZON, ar_history, autoregressive.MAX_ORDER
+    )
+    return ModelInputs(z[0], base, scale, mean.item(), std.item())
 
 
 def forecast(
@@ -74,11 +87,10 @@ def forecast(
     context = np.asarray(history, np.float64)
     chunks: list[np.ndarray] = []
     while sum(len(c) for c in chunks) < steps:
-        z, mean, std = standardise(context[-window:][None])
-        base, scale = standardised_base(context, window, ar_history)
-        inputs = (z[..., None], base[None], np.array([[scale]]))
-        chunk = run(*(x.astype(np.float32) for x in inputs))[0]
-        chunk = chunk * std[0, 0] + mean[0, 0]
+        x = model_inputs(context, window, ar_history)
+        inputs = (x.series[None, :, None], x.base[None], np.array([[x.scale]]))
+        chunk = run(*(v.astype(np.float32) for v in inputs))[0]
+        chunk = chunk * x.std + x.mean
         chunks.append(chunk)
         context = np.concatenate([context, chunk[:, chunk.shape[1] // 2]])
     return np.concatenate(chunks)[:steps]
