@@ -124,6 +124,57 @@ def mosaic(
     return torch.where(use.view(n, 1, 1, 1), grid, images), out_boxes, out_valid
 
 
+def copy_paste(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    boxes: torch.Tensor,
+    valid: torch.Tensor,
+    probability: float,
+    scale: tuple[float, float] = (0.3, 0.8),
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Simple Copy-Paste (Ghiasi et al., 2021): into a share ``probability`` of the batch
+    [N, C, H, W], paste the polyps of another image of the batch, cut out by its mask [N, 1, H, W],
+    shrunk by a factor drawn from ``scale`` and placed at random wholly inside the frame. Their
+    boxes take new slots ([N, 2 M, 4]). Kvasir frames mostly hold one large polyp; this shows the
+    detector real-looking second polyps of medium size. A paste that would hide over a third of
+    the image's own polyp is dropped, as that polyp's box would no longer say what is visible.
+    """
+    n, _, h, w = images.shape
+    device = images.device
+
+    def uniform(lo: torch.Tensor | float, hi: torch.Tensor | float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
+
+    donors = torch.randint(0, n, (n,), device=device, generator=generator)
+    d_boxes, d_valid = boxes[donors], valid[donors]
+    s = uniform(*scale)
+    # Output u maps to donor u / s + t. Keep the union of the donor's boxes inside the frame.
+    big = torch.tensor(1e9, device=device)
+    lo_hi = []
+    for axis, extent in ((0, w), (1, h)):
+        coords = d_boxes[..., axis::2] * (2.0 / extent) - 1.0  # [N, M, 2]
+        lo = torch.where(d_valid[..., None], coords, big).amin((1, 2))
+        hi = torch.where(d_valid[..., None], coords, -big).amax((1, 2))
+        lo_hi.append(uniform(hi - 1.0 / s, lo + 1.0 / s))
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
+    theta[:, 0, 2], theta[:, 1, 2] = lo_hi
+    pasted = warp(images[donors], theta, (h, w))
+    alpha = warp(masks[donors].float(), theta, (h, w))
+    own = masks.float()
+    hidden = (own * (alpha > 0.5)).sum((1, 2, 3)) / own.sum((1, 2, 3)).clamp(min=1.0)
+    use = (torch.rand(n, device=device, generator=generator) < probability) & d_valid.any(1)
+    use &= hidden <= 1.0 / 3.0
+    # A feathered edge, so the detector cannot learn "a polyp is where the texture jumps".
+    alpha = F.avg_pool2d(alpha, 5, stride=1, padding=2, count_include_pad=False)
+    alpha = alpha * use.view(n, 1, 1, 1)
+    new_boxes, new_valid = warp_boxes(d_boxes, d_valid, theta, (h, w), (h, w))
+    out = images * (1.0 - alpha) + pasted * alpha
+    out_boxes = torch.cat([boxes, new_boxes], 1)
+    return out, out_boxes, torch.cat([valid, new_valid & use.view(n, 1)], 1)
+
+
 def color_jitter(x01: torch.Tensor, strength: float = 0.2, generator=None) -> torch.Tensor:
     """Brightness, contrast, saturation and per-channel gain on images in [0, 1] ([N, 3, H, W])."""
     n = x01.shape[0]

@@ -53,6 +53,7 @@ class Config:
     neck: int = 64
     dropout: float = 0.1
     mosaic: float = 0.5  # share of training frames replaced by 2x2 mosaics (YOLO's mosaic)
+    copy_paste: float = 0.0  # share of training frames given another frame's polyps (needs masks)
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)
     batch_size: int = 32
     epochs: int = 400
@@ -293,17 +294,22 @@ def main(argv: list[str] | None = None) -> dict:
         trainval = data.yolo_samples(Path(cfg.yolo_root))
     else:
         trainval = data.kvasir_samples(data_root / "kvasir-seg", "trainval")
+    if cfg.copy_paste > 0 and cfg.yolo_root:
+        raise SystemExit("--copy-paste cuts polyps out by their masks; a YOLO folder has none")
     if cfg.dry_run:
         trainval = trainval[:12]
     train_ids, val_ids = data.split_train_val([s.id for s in trainval], cfg.val_fraction, cfg.seed)
     tensors = {}
     for split, ids in (("train", set(train_ids)), ("val", set(val_ids))):
         samples = [s for s in trainval if s.id in ids]
-        images, _, boxes = data.load_resized(
-            [dataclasses.replace(s, mask_path=None) for s in samples], size
+        with_masks = split == "train" and cfg.copy_paste > 0
+        images, masks, boxes = data.load_resized(
+            [s if with_masks else dataclasses.replace(s, mask_path=None) for s in samples], size
         )
         padded, valid = pad_boxes(boxes, cfg.max_boxes)
         tensors[split] = tuple(torch.from_numpy(a).to(device) for a in (images, padded, valid))
+        if masks is not None:
+            train_masks = torch.from_numpy(masks).to(device)
     print(f"train {len(train_ids)} / val {len(val_ids)} images at {size} on {device}")
 
     model = Detector(cfg.size, cfg.widths, cfg.neck, cfg.dropout).to(device)
@@ -320,9 +326,12 @@ def main(argv: list[str] | None = None) -> dict:
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
-    def batch_loss(images_u8, boxes, valid, train: bool) -> torch.Tensor:
+    def batch_loss(images_u8, boxes, valid, train: bool, masks=None) -> torch.Tensor:
         x = images_u8.permute(0, 3, 1, 2).float() / 255.0
         if train:
+            if masks is not None:
+                x, boxes, valid = augment.copy_paste(x, masks[:, None], boxes, valid,
+                                                     cfg.copy_paste)  # fmt: skip
             if cfg.mosaic > 0:
                 x, boxes, valid = augment.mosaic(x, boxes, valid, cfg.mosaic)
             theta = augment.random_theta(len(x), device, scale=(0.6, 1.5), translate=0.25)
@@ -344,7 +353,8 @@ def main(argv: list[str] | None = None) -> dict:
                 group["lr"] = common.cosine_lr(
                     cfg.lr, clock.progress(epoch + step / steps_per_epoch)
                 )
-            loss = batch_loss(images[idx], boxes[idx], valid[idx], train=True)
+            masks = train_masks[idx] if cfg.copy_paste > 0 else None
+            loss = batch_loss(images[idx], boxes[idx], valid[idx], train=True, masks=masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -456,6 +466,11 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             f"dropout {cfg.dropout}; FCOS-style centre sampling, quality focal loss + GIoU; "
             f"trained from scratch, flips/scale/translation/colour augmentation"
             + (f", {cfg.mosaic:.0%} of the frames as 2x2 mosaics" if cfg.mosaic > 0 else "")
+            + (
+                f", {cfg.copy_paste:.0%} given another frame's polyps (copy-paste)"
+                if cfg.copy_paste > 0
+                else ""
+            )
             + f", early stopping on validation loss. Input {size[0]}x{size[1]} stretched; "
             f"{n_anchors} grid points."
         ),
