@@ -147,32 +147,48 @@ def copy_paste(
         return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
 
     donors = torch.randint(0, n, (n,), device=device, generator=generator)
-    d_boxes, d_valid = boxes[donors], valid[donors]
+    use = torch.rand(n, device=device, generator=generator) < probability
+    use &= valid[donors].any(1)
     s = uniform(*scale)
     # Output u maps to donor u / s + t. Keep the union of the donor's boxes inside the frame.
+    d_boxes, d_valid = boxes[donors], valid[donors]
     big = torch.tensor(1e9, device=device)
-    lo_hi = []
+    shifts = []
     for axis, extent in ((0, w), (1, h)):
         coords = d_boxes[..., axis::2] * (2.0 / extent) - 1.0  # [N, M, 2]
         lo = torch.where(d_valid[..., None], coords, big).amin((1, 2))
         hi = torch.where(d_valid[..., None], coords, -big).amax((1, 2))
-        lo_hi.append(uniform(hi - 1.0 / s, lo + 1.0 / s))
+        shifts.append(uniform(hi - 1.0 / s, lo + 1.0 / s))
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
-    theta[:, 0, 2], theta[:, 1, 2] = lo_hi
-    pasted = warp(images[donors], theta, (h, w))
-    alpha = warp(masks[donors].float(), theta, (h, w))
-    own = masks.float()
+    theta[:, 0, 2], theta[:, 1, 2] = shifts
+    # Only the frames that get a paste are warped: this runs on every training step.
+    new_boxes, new_valid = warp_boxes(d_boxes, d_valid, theta, (h, w), (h, w))
+    out_boxes = torch.cat([boxes, new_boxes], 1)
+    chosen = use.nonzero().squeeze(1)
+    if len(chosen) == 0:
+        return images, out_boxes, torch.cat([valid, torch.zeros_like(valid)], 1)
+    donor = torch.cat([images[donors[chosen]], masks[donors[chosen]].to(images.dtype)], 1)
+    donor = warp(donor, theta[chosen], (h, w))
+    pasted, alpha = donor[:, :-1], donor[:, -1:]
+    own = masks[chosen].to(images.dtype)
     hidden = (own * (alpha > 0.5)).sum((1, 2, 3)) / own.sum((1, 2, 3)).clamp(min=1.0)
-    use = (torch.rand(n, device=device, generator=generator) < probability) & d_valid.any(1)
-    use &= hidden <= 1.0 / 3.0
+    use[chosen] = hidden <= 1.0 / 3.0
     # A feathered edge, so the detector cannot learn "a polyp is where the texture jumps".
     alpha = F.avg_pool2d(alpha, 5, stride=1, padding=2, count_include_pad=False)
-    alpha = alpha * use.view(n, 1, 1, 1)
-    new_boxes, new_valid = warp_boxes(d_boxes, d_valid, theta, (h, w), (h, w))
-    out = images * (1.0 - alpha) + pasted * alpha
-    out_boxes = torch.cat([boxes, new_boxes], 1)
+    alpha = alpha * use[chosen].view(-1, 1, 1, 1).to(alpha.dtype)
+    out = images.clone()
+    out[chosen] = images[chosen] * (1.0 - alpha) + pasted * alpha
     return out, out_boxes, torch.cat([valid, new_valid & use.view(n, 1)], 1)
+
+
+def compact(boxes: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid boxes first, in their order, and only as many slots as the fullest image needs:
+    mosaic and copy-paste multiply the padded slots, and the loss's cost grows with them."""
+    order = torch.sort(valid.to(torch.uint8), dim=1, descending=True, stable=True).indices
+    keep = max(int(valid.sum(1).max()), 1)
+    order = order[:, :keep]
+    return torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4)), torch.gather(valid, 1, order)
 
 
 def color_jitter(x01: torch.Tensor, strength: float = 0.2, generator=None) -> torch.Tensor:

@@ -35,7 +35,7 @@ from service.manifest import (
     ServingDefaults,
     TensorSpec,
 )
-from training import augment, card, common, data, export, metrics
+from training import augment, card, common, data, export, from_onnx, metrics
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Config:
     patience: int = 80
     score_threshold: float = 0.4  # serving default (the lecture system's), also the P/R point
     iou_threshold: float = 0.45
-    weights: str = ""
+    weights: str = ""  # a checkpoint to continue from, or a shipped model.onnx
     export: bool = True
     evaluate_test: bool = True
     dry_run: bool = False
@@ -315,9 +315,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = Detector(cfg.size, cfg.widths, cfg.neck, cfg.dropout).to(device)
     model = model.to(memory_format=torch.channels_last)
     # Continued from a checkpoint: its epochs come first, its command is kept.
-    history, train_command, start_epoch, best_epoch = common.resume(
-        model, "detection", argv, cfg.weights
-    )
+    if cfg.weights.endswith(".onnx"):  # a shipped model whose checkpoint is gone
+        calibration = augment.normalise(tensors["train"][0][:256].cpu(), mean, std)
+        history, train_command, start_epoch, best_epoch = from_onnx.resume(
+            model.cpu(), "detection", argv, Path(cfg.weights), calibration
+        )
+        model = model.to(device)
+    else:
+        history, train_command, start_epoch, best_epoch = common.resume(
+            model, "detection", argv, cfg.weights
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -337,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
             theta = augment.random_theta(len(x), device, scale=(0.6, 1.5), translate=0.25)
             x = augment.color_jitter(augment.warp(x, theta, size))
             boxes, valid = augment.warp_boxes(boxes, valid, theta, size, size)
+            boxes, valid = augment.compact(boxes, valid)
         x = ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             return detection_loss(model, x, boxes, valid)

@@ -83,7 +83,7 @@ def test_copy_paste_adds_a_shrunk_donor_polyp_with_its_box() -> None:
     images, masks, boxes, valid = _squares(6, size)
     generator = torch.Generator().manual_seed(3)
     out, out_boxes, out_valid = augment.copy_paste(
-        images, masks, boxes, valid, probability=1.0, generator=generator
+        images, masks, boxes, valid, probability=1.0, scale=(0.6, 0.9), generator=generator
     )
     assert out.shape == images.shape and out_boxes.shape == (6, 4, 4)
     assert torch.equal(out_boxes[:, :2], boxes) and torch.equal(out_valid[:, :2], valid)
@@ -98,7 +98,7 @@ def test_copy_paste_adds_a_shrunk_donor_polyp_with_its_box() -> None:
             assert abs(inner - (donor + 1) / 10).max() < 0.02
             d_w, d_h = (boxes[donor, 0, 2:] - boxes[donor, 0, :2]).tolist()
             ratio = (x2 - x1) / d_w
-            assert 0.3 - 0.05 <= ratio <= 0.8 + 0.05
+            assert 0.6 - 0.05 <= ratio <= 0.9 + 0.05
             assert abs((y2 - y1) / d_h - ratio) < 0.05  # shrunk, not stretched
         x1, y1, x2, y2 = (int(v) for v in boxes[i, 0].tolist())
         own = out[i, 0, y1:y2, x1:x2]
@@ -126,3 +126,14 @@ def test_copy_paste_never_hides_a_third_of_the_images_own_polyp() -> None:
             assert (box[2:] - box[:2]).tolist() != [64.0, 48.0]
         if not out_valid[1, 2:].any():
             assert torch.equal(out[1], images[1])
+
+
+def test_compact_keeps_the_valid_boxes_in_order_in_as_few_slots_as_needed() -> None:
+    boxes = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
+    valid = torch.tensor([[False, True, False, True, False], [True, False, False, False, False]])
+    out, out_valid = augment.compact(boxes, valid)
+    assert out.shape == (2, 2, 4)
+    assert torch.equal(out[0], boxes[0, [1, 3]]) and torch.equal(out[1, 0], boxes[1, 0])
+    assert out_valid.tolist() == [[True, True], [True, False]]
+    none = augment.compact(boxes, torch.zeros_like(valid))
+    assert none[0].shape == (2, 1, 4) and not none[1].any()  # one empty slot, never zero
