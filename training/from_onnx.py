@@ -57,13 +57,17 @@ def load(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> float:
     hundred); returns the largest |ONNX Runtime - PyTorch| on them, after checking it is small."""
     graph = onnx.load(str(onnx_path)).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:  # the exporter shares equal tensors through Identity nodes
+        if node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
     folded = [
         [tensors[name] for name in node.input[1:]] for node in graph.node if node.op_type == "Conv"
     ]
     convolutions = _convolutions_in_run_order(model, images)
-    if len(folded) != len(convolutions):
-        raise ValueError(f"{onnx_path} has {len(folded)} convolutions, the model "
-                         f"{len(convolutions)}: not exported from this configuration")  # fmt: skip
+    shapes = [tuple(weights[0].shape) for weights in folded]
+    if shapes != [tuple(conv.weight.shape) for conv in convolutions]:
+        raise ValueError(f"{onnx_path}'s convolutions are not this model's: exported from "
+                         "another configuration")  # fmt: skip
     norms = _batchnorm_after(model)
     outputs: dict[nn.Conv2d, list[torch.Tensor]] = {conv: [] for conv in norms}
     hooks = [conv.register_forward_hook(lambda m, _, out: outputs[m].append(out)) for conv in norms]
