@@ -162,9 +162,9 @@ def copy_paste(
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
     theta[:, 0, 2], theta[:, 1, 2] = shifts
-    # Only the frames that get a paste are warped: this runs on every training step.
     new_boxes, new_valid = warp_boxes(d_boxes, d_valid, theta, (h, w), (h, w))
     out_boxes = torch.cat([boxes, new_boxes], 1)
+    # Only the frames that get a paste are warped: this runs on every training step.
     chosen = use.nonzero().squeeze(1)
     if len(chosen) == 0:
         return images, out_boxes, torch.cat([valid, torch.zeros_like(valid)], 1)

@@ -15,7 +15,6 @@ same as long as a batch's statistics are near the estimate.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import onnx
@@ -23,7 +22,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from service.manifest import MANIFEST_FILE
+from service.manifest import MANIFEST_FILE, Manifest
 from training import common, export
 
 
@@ -104,6 +103,6 @@ def resume(
     provenance) come first; its training history is not shipped, so the epochs start again."""
     max_diff = load(model, onnx_path, images)
     print(f"weights from {onnx_path} (ONNX Runtime vs PyTorch max |diff| {max_diff:.2e})")
-    manifest = json.loads((onnx_path.parent / MANIFEST_FILE).read_text())
-    command = f"{manifest['provenance']['command']} ; {common.command_line(task, argv)}"
-    return [], command, 0, -1
+    provenance = Manifest.read(onnx_path.parent / MANIFEST_FILE).provenance
+    shipped = provenance.command if provenance is not None else str(onnx_path)
+    return [], f"{shipped} ; {common.command_line(task, argv)}", 0, -1
