@@ -68,8 +68,17 @@ def load(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> float:
         raise ValueError(f"{onnx_path}'s convolutions are not this model's: exported from "
                          "another configuration")  # fmt: skip
     norms = _batchnorm_after(model)
-    outputs: dict[nn.Conv2d, list[torch.Tensor]] = {conv: [] for conv in norms}
-    hooks = [conv.register_forward_hook(lambda m, _, out: outputs[m].append(out)) for conv in norms]
+    # per channel: count, sum and sum of squares of each convolution's output, in float64, so
+    # that calibrating batch by batch never holds every batch's activations at once
+    moments = {conv: torch.zeros(3, conv.out_channels, dtype=torch.float64) for conv in norms}
+
+    def accumulate(conv: nn.Module, _: object, out: torch.Tensor) -> None:
+        x = out.double().transpose(0, 1).flatten(1)  # [channels, N * H * W]
+        moments[conv] += torch.stack(
+            [torch.full_like(x[:, 0], x.shape[1]), x.sum(1), x.square().sum(1)]
+        )
+
+    hooks = [conv.register_forward_hook(accumulate) for conv in norms]
     with torch.no_grad():
         for conv, (weight, *bias) in zip(convolutions, folded, strict=True):
             conv.weight.copy_(torch.tensor(weight))
@@ -85,8 +94,10 @@ def load(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> float:
         for hook in hooks:
             hook.remove()
         for conv, bn in norms.items():
-            out = torch.cat(outputs[conv])
-            mean, var = out.mean((0, 2, 3)), out.var((0, 2, 3)).clamp(min=2 * bn.eps)
+            n, total, squares = moments[conv]
+            mean = total / n
+            var = ((squares - n * mean.square()) / (n - 1)).clamp(min=2 * bn.eps)  # unbiased
+            mean, var = mean.float(), var.float()
             bn.running_mean.copy_(mean), bn.running_var.copy_(var - bn.eps)
             bn.bias.add_(mean), bn.weight.copy_(var.sqrt())
     feeds = {graph.input[0].name: images[:8].numpy()}
