@@ -147,11 +147,11 @@ def copy_paste(
         return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
 
     donors = torch.randint(0, n, (n,), device=device, generator=generator)
+    d_boxes, d_valid = boxes[donors], valid[donors]
     use = torch.rand(n, device=device, generator=generator) < probability
-    use &= valid[donors].any(1)
+    use &= d_valid.any(1)
     s = uniform(*scale)
     # Output u maps to donor u / s + t. Keep the union of the donor's boxes inside the frame.
-    d_boxes, d_valid = boxes[donors], valid[donors]
     big = torch.tensor(1e9, device=device)
     shifts = []
     for axis, extent in ((0, w), (1, h)):
