@@ -100,6 +100,10 @@ class ForecastingDecoding(_Strict):
     base_scale_input: str = "base_scale"
     base_history: int = Field(1024, gt=0)
     base_max_order: int = Field(36, gt=0)
+    # Box-Cox powers (0: the log) the AR(p) is also fitted to when a series admits them; one
+    # replaces the fit on levels when its one-step mean absolute error is lower and its forecast
+    # stays near the history's range (service.tasks.autoregressive.forecast_and_scale).
+    base_powers: list[Annotated[float, Field(ge=0.0)]] = []
 
     @model_validator(mode="after")
     def _check_quantiles(self) -> ForecastingDecoding:

@@ -163,7 +163,11 @@ def build_forecaster(
 
 
 def build_hybrid_forecaster(
-    root: Path, name: str = "tiny-hybrid-forecaster", window: int = 8, horizon: int = 4
+    root: Path,
+    name: str = "tiny-hybrid-forecaster",
+    window: int = 8,
+    horizon: int = 4,
+    base_powers: tuple[float, ...] = (),
 ) -> Path:
     """A model that returns its ``base`` input, the service's AR(p) forecast, as the median, and
     that plus and minus ``base_scale`` as the outer quantiles."""
@@ -194,7 +198,8 @@ def build_hybrid_forecaster(
                 TensorSpec(name="base_scale", dtype="float32", shape=[None, 1])],
         outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
         forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9),
-                                        base="ar_aic", base_history=64),
+                                        base="ar_aic", base_history=64,
+                                        base_powers=list(base_powers)),
     )  # fmt: skip
     return _save(graph, manifest, root)
 

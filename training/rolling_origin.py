@@ -69,25 +69,31 @@ class ModelInputs(NamedTuple):
     std: float
 
 
-def model_inputs(history: np.ndarray, window: int, ar_history: int) -> ModelInputs:
-    """The last ``window`` values of ``history`` standardised, and the AR(p) forecast from its
-    last ``ar_history`` values (the manifest's ``base_history``) with its residual scale, in
-    that window's units: what the service feeds for a posted ``history``."""
+class ArBase(NamedTuple):
+    """How a hybrid's AR(p) base is fitted: on at most the ``history`` latest values, to levels
+    or one of the Box-Cox ``powers`` (the manifest's ``base_history`` and ``base_powers``)."""
+
+    history: int
+    powers: tuple[float, ...] = ()
+
+
+def model_inputs(history: np.ndarray, window: int, ar: ArBase) -> ModelInputs:
+    """The last ``window`` values of ``history`` standardised, and the AR(p) forecast from it
+    with its residual scale, in that window's units: what the service feeds for a posted
+    ``history``."""
     z, mean, std = standardise(history[None, -window:])
     base, scale = ar_base(
-        history, mean.item(), std.item(), HORIZON, ar_history, autoregressive.MAX_ORDER
+        history, mean.item(), std.item(), HORIZON, ar.history, autoregressive.MAX_ORDER, ar.powers
     )
     return ModelInputs(z[0], base, scale, mean.item(), std.item())
 
 
-def forecast(
-    run: Runner, history: np.ndarray, window: int, steps: int, ar_history: int
-) -> np.ndarray:
+def forecast(run: Runner, history: np.ndarray, window: int, steps: int, ar: ArBase) -> np.ndarray:
     """Quantile forecasts [steps, Q] in original units; recursive on the median past HORIZON."""
     context = np.asarray(history, np.float64)
     chunks: list[np.ndarray] = []
     while sum(len(c) for c in chunks) < steps:
-        x = model_inputs(context, window, ar_history)
+        x = model_inputs(context, window, ar)
         inputs = (x.series[None, :, None], x.base[None], np.array([[x.scale]]))
         chunk = run(*(v.astype(np.float32) for v in inputs))[0]
         chunk = chunk * x.std + x.mean

@@ -8,11 +8,15 @@ training and serving compute the same thing without statsmodels at serving time:
   AIC up to a constant is ``nobs * log(rss / nobs) + 2 p``, ties going to the smaller order;
 - the chosen order is then refitted on every value after its first ``p``.
 
-OLS with a constant is affine-equivariant, so fitting on a standardised series gives the
-standardised forecast: the service fits in the units of the model's input window.
+OLS with a constant is affine-equivariant, and a power of the series keeps it equivariant to
+scaling, so fitting the history divided by the model's window std gives the forecast in that
+std's units: the service fits there, then subtracts the window's mean.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,15 +71,69 @@ def forecast(y: np.ndarray, steps: int, max_order: int = MAX_ORDER) -> np.ndarra
 
 
 def forecast_and_scale(
-    y: np.ndarray, steps: int, max_order: int = MAX_ORDER
+    y: np.ndarray, steps: int, max_order: int = MAX_ORDER, powers: Sequence[float] = ()
 ) -> tuple[np.ndarray, float]:
     """``forecast``, and the root mean square of the fit's one-step residuals: how far the
-    series strays from what its AR(p) explains."""
+    series strays from what its AR(p) explains.
+
+    With Box-Cox ``powers`` (0 is the log), the AR(p) is also fitted to each power of the series
+    that its values admit. One replaces the fit on levels when its one-step predictions, mapped
+    back, have a lower mean absolute error on the common sample (MASE is a mean absolute error,
+    and a likelihood cannot compare powers of a series with zeros), and its forecast stays
+    within the history's range widened by that range on either side: mapped back, an unstable
+    fit grows like a square or an exponential, far beyond anything the series did. Forecast and
+    scale are in the series' own units.
+    """
     y = np.asarray(y, dtype=np.float64)
-    order = select_order(y, max_order)
-    coefficients = fit(y, order)
-    residuals = y[order:] - lag_matrix(y, order) @ coefficients
-    return _continue(y, coefficients, steps), float(np.sqrt(np.mean(residuals**2)))
+    best = _fit_power(y, 1.0, steps, max_order)
+    for power in powers:
+        if power == 1.0 or not admits(y, power):
+            continue
+        candidate = _fit_power(y, power, steps, max_order)
+        span = y.max() - y.min()
+        within = np.all(np.abs(candidate.forecast - (y.max() + y.min()) / 2) <= 1.5 * span)
+        if candidate.error < best.error and within:
+            best = candidate
+    return best.forecast, best.scale
+
+
+class _PowerFit(NamedTuple):
+    error: float  # one-step mean absolute error on the values after the first max_lag
+    forecast: np.ndarray
+    scale: float  # root mean square of the one-step residuals
+
+
+def _fit_power(y: np.ndarray, power: float, steps: int, max_order: int) -> _PowerFit:
+    z = _power(y, power)
+    order = select_order(z, max_order)
+    coefficients = fit(z, order)
+    residuals = y[order:] - _unpower(lag_matrix(z, order) @ coefficients, power)
+    common = residuals[max_lag(len(y), max_order) - order :]
+    return _PowerFit(
+        error=float(np.mean(np.abs(common))),
+        forecast=_unpower(_continue(z, coefficients, steps), power),
+        scale=float(np.sqrt(np.mean(residuals**2))),
+    )
+
+
+def admits(y: np.ndarray, power: float) -> bool:
+    """Whether ``y`` has a real Box-Cox ``power``: the log needs positive values, a fractional
+    power values that are not negative."""
+    return power == 1.0 or (bool(y.min() > 0) if power == 0.0 else bool(y.min() >= 0))
+
+
+def _power(y: np.ndarray, power: float) -> np.ndarray:
+    if power == 1.0:
+        return y
+    return np.log(y) if power == 0.0 else y**power
+
+
+def _unpower(z: np.ndarray, power: float) -> np.ndarray:
+    if power == 1.0:
+        return z
+    # a fractional power's fit may predict below zero, where the series cannot go
+    levels: np.ndarray = np.exp(z) if power == 0.0 else np.maximum(z, 0.0) ** (1.0 / power)
+    return levels
 
 
 def _continue(y: np.ndarray, coefficients: np.ndarray, steps: int) -> np.ndarray:

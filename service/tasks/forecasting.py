@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -62,12 +63,22 @@ def standardise_window(window: np.ndarray, std_floor: float) -> tuple[np.ndarray
 
 
 def ar_base(
-    values: np.ndarray, mean: float, std: float, horizon: int, history: int, max_order: int
+    values: np.ndarray,
+    mean: float,
+    std: float,
+    horizon: int,
+    history: int,
+    max_order: int,
+    powers: Sequence[float] = (),
 ) -> tuple[np.ndarray, float]:
-    """A hybrid model's base: the AR(p) forecast from the last ``history`` values and the scale
-    of its one-step residuals, in the units of the standardised window (``mean`` and ``std``
-    are the window's)."""
-    return autoregressive.forecast_and_scale((values[-history:] - mean) / std, horizon, max_order)
+    """A hybrid model's base: the AR(p) forecast from the last ``history`` values (on levels or
+    one of the Box-Cox ``powers``) and the scale of its one-step residuals, in the units of the
+    standardised window (``mean`` and ``std`` are the window's). The fit runs on the values over
+    ``std``, which a power admits as it admits the values, and is shifted by the mean after."""
+    forecast, scale = autoregressive.forecast_and_scale(
+        values[-history:] / std, horizon, max_order, powers
+    )
+    return forecast - mean / std, scale
 
 
 def unstandardise(forecast: np.ndarray, mean: float, std: float) -> np.ndarray:

@@ -147,6 +147,29 @@ async def test_a_hybrid_model_gets_the_ar_forecast_of_the_series_latest_history(
     assert manifest["forecasting"]["base"] == "ar_aic"
 
 
+async def test_a_hybrid_base_is_fitted_to_the_manifests_box_cox_powers(tmp_path: Path) -> None:
+    """With ``base_powers`` the service fits the AR(p) to the log of a series whose log is
+    autoregressive, and the model gets that forecast, not the levels'."""
+    build_hybrid_forecaster(tmp_path, base_powers=(0.5, 0.0))
+    rng = np.random.default_rng(5)
+    log_values = np.zeros(100)
+    for t in range(1, len(log_values)):
+        log_values[t] = 0.9 * log_values[t - 1] + 0.4 * rng.standard_normal()
+    values = np.exp(3.0 + log_values)
+    expected, _ = autoregressive.forecast_and_scale(values[-64:], 4, powers=(0.5, 0.0))
+    np.testing.assert_allclose(expected, np.exp(autoregressive.forecast(np.log(values[-64:]), 4)))
+    assert np.abs(expected - autoregressive.forecast(values[-64:], 4)).max() > 0.1
+    async with app_client(Settings(models_dir=tmp_path, intra_op_threads=1)) as http:
+        response = await http.post(
+            "/v1/forecast", json={"horizon": 4, "series": [{"values": values.tolist()}]}
+        )
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        assert result["forecast"] == pytest.approx(expected.tolist(), abs=1e-3)
+        metadata = (await http.get("/v1/models/tiny-hybrid-forecaster")).json()
+    assert metadata["versions"][0]["manifest"]["forecasting"]["base_powers"] == [0.5, 0.0]
+
+
 async def test_a_hybrid_base_that_overflows_is_a_422(hybrid: httpx.AsyncClient) -> None:
     """A history far off the window's scale overflows the AR(p) fit, not the window."""
     values = [1e307] + [1.0 + 0.01 * (i % 2) for i in range(20)]  # 1e307 / 0.005 > float64

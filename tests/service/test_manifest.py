@@ -57,3 +57,9 @@ def test_forecasting_quantiles_must_increase() -> None:
     with pytest.raises(ValidationError, match="strictly increasing"):
         ForecastingDecoding(window=4, horizon=2, quantiles=(0.9, 0.1))
     assert ForecastingDecoding(window=4, horizon=2, quantiles=(0.1, 0.5, 0.9)).std_floor > 0
+
+
+def test_forecasting_base_powers_are_box_cox_powers_levels_by_default() -> None:
+    assert ForecastingDecoding(window=4, horizon=2, base="ar_aic").base_powers == []
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        ForecastingDecoding(window=4, horizon=2, base="ar_aic", base_powers=[0.5, -1.0])

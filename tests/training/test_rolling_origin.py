@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training import rolling_origin, series
-from training.rolling_origin import HORIZON
+from training.rolling_origin import HORIZON, ArBase
 
 
 def test_training_part_ends_each_evaluated_series_before_its_origin() -> None:
@@ -69,7 +69,7 @@ def test_forecast_standardises_each_window_and_feeds_the_median_back() -> None:
         return np.ones((1, HORIZON, 3), np.float32) * np.array([0.0, 1.0, 2.0], np.float32)
 
     history = 100.0 + 10.0 * np.tile([-1.0, 1.0], 30)  # every 48-window: mean 100, std 10
-    out = rolling_origin.forecast(run, history, window=48, steps=20, ar_history=1024)
+    out = rolling_origin.forecast(run, history, window=48, steps=20, ar=ArBase(1024))
     assert out.shape == (20, 3)
     assert [c.shape for c in calls] == [(1, 48, 1), (1, 48, 1)]
     assert calls[0].dtype == bases[0].dtype == scales[0].dtype == np.float32

