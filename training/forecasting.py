@@ -60,11 +60,11 @@ class Config:
     seed: int = 1337
     window: int = 48
     # the AR(p) base is fitted on at most this many latest values: enough for every evaluated
-    # series' whole history, so the base is BASELINES.md's AR(p) itself (over origins 5-40,
+    # series' whole history, so on levels the base is BASELINES.md's AR(p) (over origins 5-40,
     # before the test windows, a 1024 cap scored monthly sunspots' AR(p) 1.74, the whole 1.70)
     ar_history: int = 3072
     # Box-Cox powers the base may fit besides levels (0 is the log). Over origins 5-40,
-    # AR(p) alone: CO2 0.490 -> 0.486, monthly sunspots 1.698 -> 1.666, annual 1.403 -> 1.298
+    # AR(p) alone: CO2 0.490 -> 0.486, monthly sunspots 1.698 -> 1.666, annual 1.406 -> 1.298
     ar_powers: tuple[float, ...] = (0.5, 0.0)
     # the share of the LSTMs' correction to the AR(p) median that is served (validation origins:
     # 1.0 scored a mean ratio to AR(p) of 1.15, 0.5 1.04, 0.25 1.01; see training/README.md)
