@@ -90,8 +90,10 @@ def forecast_and_scale(
         if power == 1.0 or not admits(y, power):
             continue
         candidate = _fit_power(y, power, steps, max_order)
-        span = y.max() - y.min()
-        within = np.all(np.abs(candidate.forecast - (y.max() + y.min()) / 2) <= 1.5 * span)
+        low, high = y.min(), y.max()
+        within = np.all(
+            (candidate.forecast >= 2 * low - high) & (candidate.forecast <= 2 * high - low)
+        )
         if candidate.error < best.error and within:
             best = candidate
     return best.forecast, best.scale
