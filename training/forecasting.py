@@ -405,9 +405,8 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
             f"on the last {cfg.ar_history} values, fitted to their levels or to the Box-Cox power "
             f"in {list(cfg.ar_powers)} (0: the log) whose one-step predictions have the least mean "
             "absolute error, if its forecast stays near the history's range) and the root mean "
-            "square of its one-step "
-            "residuals, both in the same units; output in the same units (multiply by the std, "
-            "add the mean). Longer horizons: feed the median back."
+            "square of its one-step residuals, both in the same units; output in the same units "
+            "(multiply by the std, add the mean). Longer horizons: feed the median back."
         ),
         inputs=[
             TensorSpec(name="series", dtype="float32", shape=[None, cfg.window, 1]),
@@ -485,11 +484,10 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
             f"dropout {cfg.dropout}) that correct the AR(p) forecast of the series' last "
             f"{cfg.ar_history} values (order by AIC, as BASELINES.md's AR(p), on levels or on the "
             f"Box-Cox power in {list(cfg.ar_powers)} that predicts one step ahead best). Each "
-            "reads the "
-            f"standardised {cfg.window}-value window; its head also reads the AR(p) forecast and "
-            "the log of its residual scale; with a linear skip from the window it outputs "
-            f"{len(cfg.quantiles)} non-crossing quantiles per step as offsets from the AR(p) "
-            "forecast in units of that scale. The served median keeps "
+            f"reads the standardised {cfg.window}-value window; its head also reads the AR(p) "
+            "forecast and the log of its residual scale; with a linear skip from the window it "
+            f"outputs {len(cfg.quantiles)} non-crossing quantiles per step as offsets from the "
+            "AR(p) forecast in units of that scale. The served median keeps "
             f"{cfg.correction:g} of the ensemble's correction (chosen on the validation origins), "
             "the interval its learnt width. Pinball loss, AdamW, input jitter augmentation, "
             "early stopping on the validation pinball loss (last window of each training series); "
