@@ -116,16 +116,19 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
     assert manifest.provenance.dataset.startswith("YOLO folder")
 
 
-def test_detection_dry_run_with_copy_paste(data_root: Path, tmp_path: Path) -> None:
+def test_detection_dry_run_with_copy_paste_and_oversampling(
+    data_root: Path, tmp_path: Path
+) -> None:
     from training import detection
 
     out_dir = tmp_path / "models"
     detection.main(["--dry-run", "--device", "cpu", "--data-root", str(data_root),
                     "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work"),
-                    "--copy-paste", "1", "--no-evaluate-test"])  # fmt: skip
+                    "--copy-paste", "1", "--oversample", "3", "--no-evaluate-test"])  # fmt: skip
     check_model_dir(out_dir / "polyp-detector" / "1")
     card = (out_dir / "polyp-detector" / "README.md").read_text()
     assert "another frame's polyps (copy-paste)" in card
+    assert "or one under 96x96 px drawn 3x" in card
     # a YOLO folder has boxes but no masks to cut the polyps out with
     make_yolo(tmp_path / "yolo")
     with pytest.raises(SystemExit, match="masks"):
