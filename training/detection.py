@@ -66,7 +66,7 @@ class Config:
     score_threshold: float = 0.4  # serving default (the lecture system's), also the P/R point
     iou_threshold: float = 0.45
     weights: str = ""  # a checkpoint to continue from, or a shipped model.onnx
-    reestimate_bn: bool = False  # BatchNorm statistics from the training frames (for a soup)
+    reestimate_bn: bool = False  # BatchNorm statistics from an epoch of training batches (soups)
     export: bool = True
     evaluate_test: bool = True
     dry_run: bool = False
@@ -346,10 +346,6 @@ def main(argv: list[str] | None = None) -> dict:
         history, train_command, start_epoch, best_epoch = common.resume(
             model, "detection", argv, cfg.weights
         )
-    if cfg.reestimate_bn:
-        frames = augment.normalise(tensors["train"][0], mean, std)
-        soup.reestimate_batchnorm(model, frames.contiguous(memory_format=torch.channels_last))
-        del frames
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
@@ -358,7 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
-    def batch_loss(images_u8, boxes, valid, train: bool, masks=None) -> torch.Tensor:
+    def network_input(images_u8, boxes, valid, train: bool, masks=None):
         x = images_u8.permute(0, 3, 1, 2).float() / 255.0
         if train:
             if masks is not None:
@@ -371,8 +367,23 @@ def main(argv: list[str] | None = None) -> dict:
             boxes, valid = augment.warp_boxes(boxes, valid, theta, size, size)
             boxes, valid = augment.compact(boxes, valid)
         x = ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+        return x, boxes, valid
+
+    def batch_loss(images_u8, boxes, valid, train: bool, masks=None) -> torch.Tensor:
+        x, boxes, valid = network_input(images_u8, boxes, valid, train, masks)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             return detection_loss(model, x, boxes, valid)
+
+    if cfg.reestimate_bn:  # one epoch of training batches, augmented as training sees them
+        images, boxes, valid = tensors["train"]
+        chunks = epoch_frames[torch.randperm(len(epoch_frames), device=device)].split(
+            cfg.batch_size
+        )
+        soup.reestimate_batchnorm(model, (
+            network_input(images[i], boxes[i], valid[i], True,
+                          train_masks[i] if cfg.copy_paste > 0 else None)[0]
+            for i in chunks
+        ))  # fmt: skip
 
     bar = tqdm(range(cfg.epochs), desc="detection", disable=cfg.epochs == 0)
     for epoch in bar:

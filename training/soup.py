@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -48,11 +48,12 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, 
     }
 
 
-def reestimate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> None:
-    """Replace every BatchNorm's running statistics by their average over ``images`` (network
-    inputs) with the model in training mode, as in training; the model is left in eval mode."""
-    batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-    update_bn(batches, model)
+def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Replace every BatchNorm's running statistics by their average over ``batches`` (network
+    inputs, augmented as in training: the weights were trained against such statistics) with the
+    model in training mode; the model is left in eval mode."""
+    with torch.no_grad():
+        update_bn(batches, model)
     model.eval()
 
 

@@ -37,7 +37,7 @@ def test_reestimate_batchnorm_sets_the_statistics_of_the_data() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     model[1].running_mean.fill_(5.0), model[1].running_var.fill_(9.0)  # an average's leftovers
     images = torch.randn(40, 3, 8, 8) * 2.0 + 1.0
-    soup.reestimate_batchnorm(model, images, batch_size=8)
+    soup.reestimate_batchnorm(model, images.split(8))
     with torch.no_grad():
         conv_out = model[0](images).transpose(0, 1).flatten(1)
     assert not model.training
