@@ -330,8 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
         tensors[split] = tuple(torch.from_numpy(a).to(device) for a in (images, padded, valid))
         if masks is not None:
             train_masks = torch.from_numpy(masks).to(device)
-    print(f"train {len(train_ids)} / val {len(val_ids)} images at {size} on {device}; "
-          f"{int((repeats > 1).sum())} drawn {cfg.oversample}x per epoch")  # fmt: skip
+    print(f"train {len(train_ids)} / val {len(val_ids)} images at {size} on {device}")
+    if cfg.oversample > 1:
+        print(f"{int((repeats > 1).sum())} training frames drawn {cfg.oversample}x per epoch")
 
     model = Detector(cfg.size, cfg.widths, cfg.neck, cfg.dropout).to(device)
     model = model.to(memory_format=torch.channels_last)

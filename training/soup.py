@@ -1,13 +1,14 @@
 """Average the weights of runs that continued the same parent: a uniform "model soup".
 
     python -m training.soup runs/a/ckpt.pt runs/b/ckpt.pt --out runs/soup/ckpt.pt
-    python -m training.detection --weights runs/soup/ckpt.pt --reestimate-bn --epochs 0 ...
+    python -m training.detection --weights runs/soup/ckpt.pt --epochs 0 ...   # score, export
 
 Runs fine-tuned from one parent stay in one basin of the loss, so the mean of their weights is
 a model of its own, often better than each (Wortsman et al., "Model soups", ICML 2022); runs
 trained from different initialisations do not average. The mean of BatchNorm running statistics
-is not the statistics of the mean network, so the trainer re-estimates them on training frames
-(``--reestimate-bn``, ``reestimate_batchnorm`` below) before the soup is scored or exported.
+is not exactly the statistics of the mean network; the detector's ``--reestimate-bn`` measures
+them again (``reestimate_batchnorm`` below), though on the soups tried so far the averaged ones
+scored better on validation.
 """
 
 from __future__ import annotations
