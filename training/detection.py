@@ -370,27 +370,27 @@ def main(argv: list[str] | None = None) -> dict:
         x = ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
         return x, boxes, valid
 
-    def batch_loss(images_u8, boxes, valid, train: bool, masks=None) -> torch.Tensor:
-        x, boxes, valid = network_input(images_u8, boxes, valid, train, masks)
+    def training_input(idx: torch.Tensor):
+        """The training frames at ``idx``, augmented."""
+        images, boxes, valid = tensors["train"]
+        masks = train_masks[idx] if cfg.copy_paste > 0 else None
+        return network_input(images[idx], boxes[idx], valid[idx], True, masks)
+
+    def shuffled_epoch() -> torch.Tensor:
+        return epoch_frames[torch.randperm(len(epoch_frames), device=device)]
+
+    def batch_loss(x, boxes, valid) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             return detection_loss(model, x, boxes, valid)
 
     if cfg.reestimate_bn:  # one epoch of training batches, augmented as training sees them
-        images, boxes, valid = tensors["train"]
-        chunks = epoch_frames[torch.randperm(len(epoch_frames), device=device)].split(
-            cfg.batch_size
-        )
-        soup.reestimate_batchnorm(model, (
-            network_input(images[i], boxes[i], valid[i], True,
-                          train_masks[i] if cfg.copy_paste > 0 else None)[0]
-            for i in chunks
-        ))  # fmt: skip
+        chunks = shuffled_epoch().split(cfg.batch_size)
+        soup.reestimate_batchnorm(model, (training_input(idx)[0] for idx in chunks))
 
     bar = tqdm(range(cfg.epochs), desc="detection", disable=cfg.epochs == 0)
     for epoch in bar:
         model.train()
-        images, boxes, valid = tensors["train"]
-        order = epoch_frames[torch.randperm(len(epoch_frames), device=device)]
+        order = shuffled_epoch()
         losses = []
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -398,8 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
                 group["lr"] = common.cosine_lr(
                     cfg.lr, clock.progress(epoch + step / steps_per_epoch)
                 )
-            masks = train_masks[idx] if cfg.copy_paste > 0 else None
-            loss = batch_loss(images[idx], boxes[idx], valid[idx], train=True, masks=masks)
+            loss = batch_loss(*training_input(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -409,7 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             v = tensors["val"]
             val_losses = [
-                batch_loss(v[0][i : i + 64], v[1][i : i + 64], v[2][i : i + 64], False).item()
+                batch_loss(*network_input(*(t[i : i + 64] for t in v), train=False)).item()
                 for i in range(0, len(v[0]), 64)
             ]
         val_loss = float(np.mean(val_losses))
