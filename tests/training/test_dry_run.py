@@ -63,7 +63,10 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     if task == "detection":
         assert manifest.defaults.score_threshold == 0.4
         assert manifest.defaults.iou_threshold == 0.45
-        assert set(results) == {"val", "val_mosaic", "kvasir_test_100", "clinicdb_test_62"}
+        assert set(results) == {"val", "val_mosaic", "val_hard", "kvasir_test_100",
+                                "clinicdb_test_62"}  # fmt: skip
+        # every synthetic polyp is under 96x96 px, so all validation frames are "hard" ones
+        assert results["val_hard"] == results["val"]
     if task == "forecasting":
         assert manifest.forecasting is not None
         assert manifest.forecasting.normalisation == "window_standard"
@@ -111,12 +114,12 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
                               "--work-dir", str(tmp_path / "work"), "--mosaic", "1"])  # fmt: skip
     manifest = check_model_dir(out_dir / "yolo-detector" / "1")
     # no Kvasir or ClinicDB test split for a foreign folder; its validation frames as mosaics
-    assert set(results) == {"val", "val_mosaic"}
+    assert set(results) == {"val", "val_mosaic", "val_hard"}  # no test splits for a YOLO folder
     assert manifest.provenance is not None
     assert manifest.provenance.dataset.startswith("YOLO folder")
 
 
-def test_detection_dry_run_with_copy_paste_and_oversampling(
+def test_detection_dry_run_with_copy_paste_oversampling_and_a_hard_validation_share(
     data_root: Path, tmp_path: Path
 ) -> None:
     from training import detection
@@ -124,8 +127,11 @@ def test_detection_dry_run_with_copy_paste_and_oversampling(
     out_dir = tmp_path / "models"
     detection.main(["--dry-run", "--device", "cpu", "--data-root", str(data_root),
                     "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work"),
-                    "--copy-paste", "1", "--oversample", "3", "--no-evaluate-test"])  # fmt: skip
-    check_model_dir(out_dir / "polyp-detector" / "1")
+                    "--copy-paste", "1", "--oversample", "3", "--val-fraction-hard", "0.5",
+                    "--no-evaluate-test"])  # fmt: skip
+    manifest = check_model_dir(out_dir / "polyp-detector" / "1")
+    assert manifest.provenance is not None
+    assert "and 50% of the rest's frames with small or several polyps" in manifest.provenance.split
     card = (out_dir / "polyp-detector" / "README.md").read_text()
     assert "another frame's polyps (copy-paste)" in card
     assert "or one under 96x96 px drawn 3x" in card
