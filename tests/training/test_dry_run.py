@@ -114,7 +114,7 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
                               "--work-dir", str(tmp_path / "work"), "--mosaic", "1"])  # fmt: skip
     manifest = check_model_dir(out_dir / "yolo-detector" / "1")
     # no Kvasir or ClinicDB test split for a foreign folder; its validation frames as mosaics
-    assert set(results) == {"val", "val_mosaic", "val_hard"}  # no test splits for a YOLO folder
+    assert set(results) == {"val", "val_mosaic", "val_hard"}
     assert manifest.provenance is not None
     assert manifest.provenance.dataset.startswith("YOLO folder")
 
