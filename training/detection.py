@@ -55,6 +55,7 @@ class Config:
     mosaic: float = 0.5  # share of training frames replaced by 2x2 mosaics (YOLO's mosaic)
     copy_paste: float = 0.0  # share of training frames given another frame's polyps (needs masks)
     oversample: int = 1  # times per epoch a frame with several boxes or one under 96x96 px is seen
+    normalise_quality: bool = False  # score target IoU / the object's best IoU, not IoU itself
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)
     batch_size: int = 32
     epochs: int = 400
@@ -184,20 +185,34 @@ def assign(model: Detector, boxes: torch.Tensor, valid: torch.Tensor):
     largest = sides.max(-1).values
     ok = inside & near & (largest >= lo) & (largest <= hi) & valid.unsqueeze(1)
     area = ((x2 - x1) * (y2 - y1)).expand_as(ok).masked_fill(~ok, float("inf"))
-    best = area.argmin(-1)  # [B, A]
+    owner = area.argmin(-1)  # [B, A]: the box each grid point is assigned to
     positive = ok.any(-1)
-    target = torch.gather(boxes, 1, best.unsqueeze(-1).expand(-1, -1, 4))
-    return positive, target
+    target = torch.gather(boxes, 1, owner.unsqueeze(-1).expand(-1, -1, 4))
+    return positive, target, owner
 
 
-def detection_loss(model: Detector, images: torch.Tensor, boxes, valid) -> torch.Tensor:
+def per_object_normalised(iou: torch.Tensor, positive: torch.Tensor, owner: torch.Tensor):
+    """IoU divided by the best IoU among the positives of the same object, so every object's
+    best-placed grid point is taught a score of 1 however small (and so hard to fit) it is."""
+    iou = torch.where(positive, iou, torch.zeros_like(iou))
+    best = torch.zeros(iou.shape[0], int(owner.max()) + 1, device=iou.device, dtype=iou.dtype)
+    best = best.scatter_reduce(1, owner, iou, reduce="amax")
+    return iou / torch.gather(best, 1, owner).clamp(min=1e-6)
+
+
+def detection_loss(
+    model: Detector, images: torch.Tensor, boxes, valid, normalise_quality: bool = False
+) -> torch.Tensor:
     logits, reg = model.raw(images)
     logits, reg = logits.float(), reg.float()
-    positive, target = assign(model, boxes, valid)
+    positive, target, owner = assign(model, boxes, valid)
     pred = model.decode(reg)
     iou, g = giou(pred, target)
     n_pos = positive.sum().clamp(min=1).float()
-    quality = torch.where(positive, iou.detach().clamp(min=0.01), torch.zeros_like(iou))
+    iou = iou.detach()
+    if normalise_quality:
+        iou = per_object_normalised(iou, positive, owner)
+    quality = torch.where(positive, iou.clamp(min=0.01), torch.zeros_like(iou))
     prob = torch.sigmoid(logits)
     qfl = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
     qfl = (qfl * (prob - quality).abs().pow(2)).sum() / n_pos
@@ -401,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def batch_loss(x, boxes, valid) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return detection_loss(model, x, boxes, valid)
+            return detection_loss(model, x, boxes, valid, cfg.normalise_quality)
 
     if cfg.reestimate_bn:  # one epoch of training batches, augmented as training sees them
         chunks = shuffled_epoch().split(cfg.batch_size)
@@ -537,8 +552,9 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         architecture=(
             f"Plain conv backbone (widths {list(cfg.widths)}, SiLU, BatchNorm, residual blocks), "
             f"top-down pyramid ({cfg.neck} channels), one head per stride {list(STRIDES)}, "
-            f"dropout {cfg.dropout}; FCOS-style centre sampling, quality focal loss + GIoU; "
-            f"trained from scratch, flips/scale/translation/colour augmentation"
+            f"dropout {cfg.dropout}; FCOS-style centre sampling, quality focal loss"
+            + (" (target IoU over the object's best IoU)" if cfg.normalise_quality else "")
+            + " + GIoU; trained from scratch, flips/scale/translation/colour augmentation"
             + (f", {cfg.mosaic:.0%} of the frames as 2x2 mosaics" if cfg.mosaic > 0 else "")
             + (
                 f", {cfg.copy_paste:.0%} given another frame's polyps (copy-paste)"

@@ -119,22 +119,21 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
     assert manifest.provenance.dataset.startswith("YOLO folder")
 
 
-def test_detection_dry_run_with_copy_paste_oversampling_and_a_hard_validation_share(
-    data_root: Path, tmp_path: Path
-) -> None:
+def test_detection_dry_run_with_every_training_option(data_root: Path, tmp_path: Path) -> None:
     from training import detection
 
     out_dir = tmp_path / "models"
     detection.main(["--dry-run", "--device", "cpu", "--data-root", str(data_root),
                     "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work"),
                     "--copy-paste", "1", "--oversample", "3", "--val-fraction-hard", "0.5",
-                    "--no-evaluate-test"])  # fmt: skip
+                    "--normalise-quality", "--no-evaluate-test"])  # fmt: skip
     manifest = check_model_dir(out_dir / "polyp-detector" / "1")
     assert manifest.provenance is not None
     assert "and 50% of the rest's frames with small or several polyps" in manifest.provenance.split
     card = (out_dir / "polyp-detector" / "README.md").read_text()
     assert "another frame's polyps (copy-paste)" in card
     assert "or one under 96x96 px drawn 3x" in card
+    assert "quality focal loss (target IoU over the object's best IoU) + GIoU" in card
     # a YOLO folder has boxes but no masks to cut the polyps out with
     make_yolo(tmp_path / "yolo")
     with pytest.raises(SystemExit, match="masks"):
