@@ -111,11 +111,11 @@ class ResNet(nn.Module):
 
 
 class DetectorBackboneClassifier(nn.Module):
-    """The stages of ``training.detection.Detector`` with global pooling and a linear head."""
+    """The stages of ``training.detector.Detector`` with global pooling and a linear head."""
 
     def __init__(self, widths: tuple[int, ...], n_classes: int, dropout: float) -> None:
         super().__init__()
-        from training.detection import Detector  # only this variant needs it
+        from training.detector import Detector  # only this variant needs it
 
         self.stages = Detector(64, widths, 16, 0.0).stages
         self.dropout = nn.Dropout(dropout)

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from training.detection import (
-    hold_out_hard,
-    per_object_normalised,
-    repeats_per_frame,
-    small_or_several,
-)
+from training.detection import hold_out_hard, repeats_per_frame, small_or_several
 
 
 def test_repeats_per_frame_draws_several_and_smaller_boxes_more_often() -> None:
@@ -45,13 +39,3 @@ def test_hold_out_hard_moves_a_seeded_share_of_the_hard_frames_to_validation() -
     assert set(new_train) == set(train) - moved
     assert hold_out_hard(train, val, boxes, 0.3, seed=5) == (new_train, new_val)
     assert hold_out_hard(train, val, boxes, 0.0, seed=5) == (train, sorted(val))
-
-
-def test_per_object_normalised_gives_each_objects_best_grid_point_a_target_of_one() -> None:
-    iou = torch.tensor([[0.3, 0.6, 0.2, 0.5, 0.7], [0.4, 0.1, 0.0, 0.0, 0.9]])
-    positive = torch.tensor([[True, True, True, True, False], [True, True, False, False, False]])
-    owner = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]])  # grid point -> its object
-    target = per_object_normalised(iou, positive, owner)
-    # image 0: object 0's best is 0.6 (the 0.7 is a negative); object 1's best is 0.5
-    expected = torch.tensor([[0.5, 1.0, 0.4, 1.0, 0.0], [1.0, 0.25, 0.0, 0.0, 0.0]])
-    assert torch.allclose(target, expected)

@@ -9,7 +9,7 @@ import torch
 
 from service.manifest import MANIFEST_FILE, Manifest
 from training import export, from_onnx
-from training.detection import Detector
+from training.detector import Detector
 
 WIDTHS = (8, 8, 16, 16, 16)
 

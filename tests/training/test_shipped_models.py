@@ -20,7 +20,7 @@ from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir
 from training import (
     classification,
-    detection,
+    detection_eval,
     export,
     forecasting,
     rolling_origin,
@@ -71,7 +71,7 @@ def test_detector_reproduces_kvasir_test_ap() -> None:
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     thr = manifest.defaults.score_threshold
     assert thr == 0.4 and manifest.defaults.iou_threshold == 0.45
-    got = detection.evaluate(session, manifest.preprocessing, samples, thr, 0.45)
+    got = detection_eval.evaluate(session, manifest.preprocessing, samples, thr, 0.45)
     recorded = manifest.metrics["kvasir_test_100"]
     assert {"ap50", f"recall@{thr}", f"precision@{thr}"} <= set(recorded)
     for key in recorded:

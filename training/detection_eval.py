@@ -1,0 +1,71 @@
+"""Scoring an exported detector the way the service runs it: AP@0.5 and precision/recall at the
+serving threshold, per split, on real frames or on seeded validation mosaics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from service.manifest import Preprocessing
+from training import augment, data, metrics
+
+
+def predict(session, prep: Preprocessing, image: np.ndarray, iou_threshold: float, min_score=1e-3):
+    """Boxes (original pixels) and scores after NMS, as the service would return them."""
+    x = data.to_input(image, prep.size, prep.mean, prep.std)[None]
+    boxes, scores = session.run(None, {session.get_inputs()[0].name: x})
+    boxes, scores = boxes[0], scores[0, :, 0]
+    keep = scores >= min_score
+    boxes, scores = boxes[keep], scores[keep]
+    top = np.argsort(-scores)[:300]
+    boxes, scores = boxes[top], scores[top]
+    kept = metrics.nms(boxes, scores, iou_threshold)[:100]
+    h0, w0 = image.shape[:2]
+    scale = np.asarray([w0 / prep.size[1], h0 / prep.size[0]] * 2, np.float32)
+    return np.clip(boxes[kept] * scale, 0, [w0, h0, w0, h0]), scores[kept]
+
+
+def evaluate(session, prep, samples, score_threshold: float, iou_threshold: float) -> dict:
+    """AP@0.5 (all-point), precision/recall at ``score_threshold``, and that recall per COCO
+    object size, against each sample's boxes (Kvasir: the official json; CVC-ClinicDB: connected
+    components of the mask)."""
+
+    def one(sample: data.Sample):
+        image = data.read_image(sample.image_path)
+        gt = (
+            sample.boxes
+            if sample.boxes is not None
+            else data.boxes_from_mask(data.read_mask(sample.mask_path))
+        )
+        return predict(session, prep, image, iou_threshold), gt
+
+    return score(data.map_threads(one, samples, workers=2), score_threshold)
+
+
+def score(pairs: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]], score_threshold: float):
+    """The figures ``evaluate`` reports, from (detections, ground-truth boxes) per image."""
+    dets, gts = [p[0] for p in pairs], [p[1] for p in pairs]
+    precision, recall = metrics.precision_recall_at(dets, gts, score_threshold)
+    by_size = metrics.recall_by_size(dets, gts, score_threshold)
+    results = {
+        "ap50": metrics.average_precision(dets, gts, 0.5),
+        f"precision@{score_threshold}": precision,
+        f"recall@{score_threshold}": recall,
+    }
+    for size, (size_recall, count) in by_size.items():
+        results[f"recall@{score_threshold}_{size}"] = size_recall
+        results[f"boxes_{size}"] = count
+    return results
+
+
+def validation_mosaics(
+    images_u8: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, seed: int
+):
+    """Every validation frame [N, H, W, 3] as the top-left tile of a 2x2 mosaic with three others
+    (the training augmentation, seeded): a proxy for small polyps, several to a frame, which the
+    validation frames themselves rarely show. Returns (frame, boxes) pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    x = images_u8.cpu().permute(0, 3, 1, 2).float()
+    x, boxes, valid = augment.mosaic(x, boxes.cpu(), valid.cpu(), 1.0, generator=generator)
+    frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [(frame, b[v].numpy()) for frame, b, v in zip(frames, boxes, valid, strict=True)]
