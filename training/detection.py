@@ -53,6 +53,7 @@ class Config:
     copy_paste: float = 0.0  # share of training frames given another frame's polyps (needs masks)
     oversample: int = 1  # times per epoch a frame with several boxes or one under 96x96 px is seen
     normalise_quality: bool = False  # score target IoU / the object's best IoU, not IoU itself
+    mask_loss: float = 0.0  # weight of an auxiliary polyp-mask head at stride 8 (needs masks)
     max_boxes: int = 12  # boxes per image after padding (Kvasir has at most 10)
     batch_size: int = 32
     epochs: int = 400
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         trainval = data.yolo_samples(Path(cfg.yolo_root))
     else:
         trainval = data.kvasir_samples(data_root / "kvasir-seg", "trainval")
-    if cfg.copy_paste > 0 and cfg.yolo_root:
-        raise SystemExit("--copy-paste cuts polyps out by their masks; a YOLO folder has none")
+    if (cfg.copy_paste > 0 or cfg.mask_loss > 0) and cfg.yolo_root:
+        raise SystemExit("--copy-paste and --mask-loss need polyp masks; a YOLO folder has none")
     if cfg.dry_run:
         trainval = trainval[:12]
     train_ids, val_ids = data.split_train_val([s.id for s in trainval], cfg.val_fraction, cfg.seed)
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         if split == "train":
             repeats = repeats_per_frame([s.boxes for s in samples], cfg.oversample)
             epoch_frames = torch.from_numpy(np.repeat(np.arange(len(samples)), repeats)).to(device)
-        with_masks = split == "train" and cfg.copy_paste > 0
+        with_masks = split == "train" and (cfg.copy_paste > 0 or cfg.mask_loss > 0)
         images, masks, boxes = data.load_resized(
             [s if with_masks else dataclasses.replace(s, mask_path=None) for s in samples], size
         )
@@ -166,7 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
         history, train_command, start_epoch, best_epoch = common.resume(
             model, "detection", argv, cfg.weights
         )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Training only: not in the checkpoint or the graph, so a run continued from it starts anew.
+    mask_head = nn.Conv2d(cfg.neck, 1, 1).to(device) if cfg.mask_loss > 0 else None
+    parameters = [*model.parameters(), *(mask_head.parameters() if mask_head else [])]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
     stopper = common.EarlyStopping(cfg.patience)
@@ -175,32 +179,41 @@ def main(argv: list[str] | None = None) -> dict:
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
     def network_input(images_u8, boxes, valid, train: bool, masks=None):
+        """Normalised images, boxes and valid slots; when training, augmented, with the masks
+        (if given) carried through the same augmentation as a fourth channel."""
         x = images_u8.permute(0, 3, 1, 2).float() / 255.0
         if train:
             if masks is not None:
-                x, boxes, valid = augment.copy_paste(x, masks[:, None], boxes, valid,
-                                                     cfg.copy_paste)  # fmt: skip
+                masks = masks[:, None].float()
+                x = torch.cat([x, masks], 1)
+                if cfg.copy_paste > 0:
+                    x, boxes, valid = augment.copy_paste(x, masks, boxes, valid, cfg.copy_paste)
             if cfg.mosaic > 0:
                 x, boxes, valid = augment.mosaic(x, boxes, valid, cfg.mosaic)
             theta = augment.random_theta(len(x), device, scale=(0.6, 1.5), translate=0.25)
-            x = augment.color_jitter(augment.warp(x, theta, size))
+            x = augment.warp(x, theta, size)
+            x, masks = (x[:, :3], x[:, 3:]) if masks is not None else (x, None)
+            x = augment.color_jitter(x)
             boxes, valid = augment.warp_boxes(boxes, valid, theta, size, size)
             boxes, valid = augment.compact(boxes, valid)
         x = ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
-        return x, boxes, valid
+        return x, boxes, valid, masks
 
     def training_input(idx: torch.Tensor):
         """The training frames at ``idx``, augmented."""
         images, boxes, valid = tensors["train"]
-        masks = train_masks[idx] if cfg.copy_paste > 0 else None
+        masks = train_masks[idx] if cfg.copy_paste > 0 or cfg.mask_loss > 0 else None
         return network_input(images[idx], boxes[idx], valid[idx], True, masks)
 
     def shuffled_epoch() -> torch.Tensor:
         return epoch_frames[torch.randperm(len(epoch_frames), device=device)]
 
-    def batch_loss(x, boxes, valid) -> torch.Tensor:
+    def batch_loss(x, boxes, valid, masks=None) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            return detection_loss(model, x, boxes, valid, cfg.normalise_quality)
+            return detection_loss(
+                model, x, boxes, valid, normalise_quality=cfg.normalise_quality,
+                mask_head=mask_head, masks=masks, mask_weight=cfg.mask_loss,
+            )  # fmt: skip
 
     if cfg.reestimate_bn:  # one epoch of training batches, augmented as training sees them
         chunks = shuffled_epoch().split(cfg.batch_size)
@@ -348,6 +361,12 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             + (
                 f", frames with several boxes or one under 96x96 px drawn {cfg.oversample}x"
                 if cfg.oversample > 1
+                else ""
+            )
+            + (
+                f", an auxiliary polyp-mask loss at stride 8 (weight {cfg.mask_loss:g}; the "
+                "head is dropped at export)"
+                if cfg.mask_loss > 0
                 else ""
             )
             + f", early stopping on validation loss. Input {size[0]}x{size[1]} stretched; "

@@ -64,8 +64,8 @@ class Detector(nn.Module):
         self.register_buffer("centres", torch.cat(centres), persistent=False)
         self.register_buffer("strides", torch.cat(strides), persistent=False)
 
-    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score logits [N, A] and side distances in strides (log scale) [N, A, 4]."""
+    def pyramid(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The top-down pyramid's levels at strides 8, 16 and 32, each [N, neck, h, w]."""
         feats = []
         x = images
         for stage in self.stages:
@@ -75,8 +75,15 @@ class Detector(nn.Module):
         p5 = c5
         p4 = c4 + F.interpolate(p5, scale_factor=2.0, mode="nearest")
         p3 = c3 + F.interpolate(p4, scale_factor=2.0, mode="nearest")
+        return p3, p4, p5
+
+    def raw(
+        self, images: torch.Tensor, levels: tuple[torch.Tensor, ...] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score logits [N, A] and side distances in strides (log scale) [N, A, 4]."""
         outs = []
-        for p, smooth, head in zip((p3, p4, p5), self.smooth, self.heads, strict=True):
+        levels = self.pyramid(images) if levels is None else levels
+        for p, smooth, head in zip(levels, self.smooth, self.heads, strict=True):
             out = head(self.dropout(smooth(p)))  # [N, 5, h, w]
             outs.append(out.flatten(2))
         out = torch.cat(outs, 2).transpose(1, 2)  # [N, A, 5]
@@ -138,10 +145,28 @@ def per_object_normalised(iou: torch.Tensor, positive: torch.Tensor, owner: torc
     return iou / torch.gather(best, 1, owner).clamp(min=1e-6)
 
 
+def mask_loss(mask_head: nn.Module, p3: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE of a per-cell polyp logit on the stride-8 level against the share of the cell's pixels
+    that the mask [N, 1, H, W] (0/1) marks: dense supervision of what a polyp looks like."""
+    share = F.avg_pool2d(masks.float(), STRIDES[0])
+    return F.binary_cross_entropy_with_logits(mask_head(p3).float(), share)
+
+
 def detection_loss(
-    model: Detector, images: torch.Tensor, boxes, valid, normalise_quality: bool = False
+    model: Detector,
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    normalise_quality: bool = False,
+    mask_head: nn.Module | None = None,
+    masks: torch.Tensor | None = None,
+    mask_weight: float = 0.0,
 ) -> torch.Tensor:
-    logits, reg = model.raw(images)
+    """Quality focal loss + 2 GIoU, plus ``mask_weight`` times ``mask_loss`` when a mask head and
+    the images' masks are given (training only: the head is not part of the exported graph)."""
+    levels = model.pyramid(images)
+    logits, reg = model.raw(images, levels)
     logits, reg = logits.float(), reg.float()
     positive, target, owner = assign(model, boxes, valid)
     pred = model.decode(reg)
@@ -155,4 +180,7 @@ def detection_loss(
     qfl = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
     qfl = (qfl * (prob - quality).abs().pow(2)).sum() / n_pos
     box = ((1.0 - g) * positive).sum() / n_pos
-    return qfl + 2.0 * box
+    loss = qfl + 2.0 * box
+    if mask_head is not None and masks is not None and mask_weight > 0:
+        loss = loss + mask_weight * mask_loss(mask_head, levels[0], masks)
+    return loss

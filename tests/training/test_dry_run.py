@@ -126,7 +126,7 @@ def test_detection_dry_run_with_every_training_option(data_root: Path, tmp_path:
     detection.main(["--dry-run", "--device", "cpu", "--data-root", str(data_root),
                     "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work"),
                     "--copy-paste", "1", "--oversample", "3", "--val-fraction-hard", "0.5",
-                    "--normalise-quality", "--no-evaluate-test"])  # fmt: skip
+                    "--normalise-quality", "--mask-loss", "0.5", "--no-evaluate-test"])  # fmt: skip
     manifest = check_model_dir(out_dir / "polyp-detector" / "1")
     assert manifest.provenance is not None
     assert "and 50% of the rest's frames with small or several polyps" in manifest.provenance.split
@@ -134,11 +134,16 @@ def test_detection_dry_run_with_every_training_option(data_root: Path, tmp_path:
     assert "another frame's polyps (copy-paste)" in card
     assert "or one under 96x96 px drawn 3x" in card
     assert "quality focal loss (target IoU over the object's best IoU) + GIoU" in card
+    assert (
+        "auxiliary polyp-mask loss at stride 8 (weight 0.5; the head is dropped at export)" in card
+    )
     # a YOLO folder has boxes but no masks to cut the polyps out with
     make_yolo(tmp_path / "yolo")
-    with pytest.raises(SystemExit, match="masks"):
-        detection.main(["--dry-run", "--yolo-root", str(tmp_path / "yolo"), "--copy-paste", "1",
-                        "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "w2")])  # fmt: skip
+    for option in ("--copy-paste", "--mask-loss"):
+        with pytest.raises(SystemExit, match="masks"):
+            detection.main(["--dry-run", "--yolo-root", str(tmp_path / "yolo"), option, "1",
+                            "--out-dir", str(out_dir),
+                            "--work-dir", str(tmp_path / "w2")])  # fmt: skip
 
 
 def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
