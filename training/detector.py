@@ -4,7 +4,8 @@ A plain conv backbone (strides 2..32), a top-down feature pyramid, and one head 
 8, 16, 32) predicting, for every grid point, a polyp score and the distances to the box's four
 sides (FCOS-style). Training assigns the grid points near a box's centre and inside it as
 positives (centre sampling, per-level size ranges); the score is trained towards the IoU of its
-predicted box (quality focal loss) and the box by GIoU loss. ``forward`` decodes the grid, so the
+predicted box (quality focal loss) and the box by GIoU loss; an optional head on the stride-8
+level learns the polyp mask (training only). ``forward`` decodes the grid, so the
 exported graph gives ``boxes`` [N, A, 4] xyxy in input pixels and ``scores`` [N, A, 1] after the
 sigmoid.
 """
