@@ -137,7 +137,7 @@ def test_detection_dry_run_with_every_training_option(data_root: Path, tmp_path:
     assert (
         "auxiliary polyp-mask loss at stride 8 (weight 0.5; the head is dropped at export)" in card
     )
-    # a YOLO folder has boxes but no masks to cut the polyps out with
+    # a YOLO folder has boxes but no masks, to cut polyps out with or to learn from
     make_yolo(tmp_path / "yolo")
     for option in ("--copy-paste", "--mask-loss"):
         with pytest.raises(SystemExit, match="masks"):
