@@ -38,16 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from service.manifest import ForecastingDecoding, Manifest, TensorSpec
 from service.tasks import autoregressive
 from training import card, common, data, export, rolling_origin, series
-from training.rolling_origin import EPS, HORIZON, ORIGINS, VALIDATION_ORIGINS, standardise
-
-# a series its AR(p) fits exactly (flat, a line) has residual scale 0: corrections stay finite
-SCALE_FLOOR = 1e-3
+from training.forecaster import Ensemble, Forecaster, pinball_loss
+from training.rolling_origin import EPS, HORIZON, ORIGINS, VALIDATION_ORIGINS
+from training.windows import WindowSets, ar_bases, min_length
 
 
 @dataclass(frozen=True)
@@ -93,60 +91,6 @@ class Config:
         return rolling_origin.ArBase(self.ar_history, self.ar_powers)
 
 
-# --- model --------------------------------------------------------------------------------------
-
-
-class Forecaster(nn.Module):
-    """A correction to the AR(p) base forecast: an LSTM over the standardised window, read with
-    the base and its scale by the head, plus a linear skip from the window, both in units of the
-    base's residual scale; the first quantile is free, the others add softplus gaps so they never
-    cross."""
-
-    def __init__(self, window: int, n_quantiles: int, hidden: int, layers: int, dropout: float):
-        super().__init__()
-        self.horizon, self.n_quantiles = HORIZON, n_quantiles
-        self.lstm = nn.LSTM(1, hidden, layers, batch_first=True, dropout=dropout * (layers > 1))
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden + HORIZON + 1, HORIZON * n_quantiles)
-        self.skip = nn.Linear(window, HORIZON * n_quantiles)
-
-    def forward(self, z: torch.Tensor, base: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """Standardised windows [N, window, 1], the AR(p) forecast in the same units
-        [N, HORIZON] and its residual scale [N, 1] -> quantiles [N, HORIZON, Q], same units."""
-        scale = scale.clamp_min(SCALE_FLOOR)
-        out, _ = self.lstm(z)
-        features = torch.cat([self.dropout(out[:, -1]), base, torch.log(scale)], -1)
-        raw = (self.head(features) + self.skip(z[..., 0])).view(-1, self.horizon, self.n_quantiles)
-        # in units of the AR(p)'s residual scale: a series its AR(p) explains well (CO2) gets
-        # small corrections and narrow intervals, a noisy one (sunspots) large ones
-        unit = scale.unsqueeze(-1)
-        lowest = base.unsqueeze(-1) + unit * raw[..., :1]
-        gaps = unit * F.softplus(raw[..., 1:])
-        return torch.cat([lowest, lowest + torch.cumsum(gaps, -1)], -1)
-
-
-class Ensemble(nn.Module):
-    """The members' quantiles averaged: still non-crossing, and steadier than any one member
-    (single LSTMs trained on these few thousand windows differ a lot from seed to seed). Then
-    all quantiles shift together so that the median keeps only ``correction`` of its distance
-    from the AR(p) forecast: the interval keeps its learnt width."""
-
-    def __init__(self, members: list[nn.Module], correction: float):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.correction = correction
-
-    def forward(self, z: torch.Tensor, base: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        q = torch.stack([m(z, base, scale) for m in self.members]).mean(0)
-        median = q[..., q.shape[-1] // 2]
-        return q - ((1.0 - self.correction) * (median - base)).unsqueeze(-1)
-
-
-def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tensor):
-    diff = target.unsqueeze(-1) - pred
-    return torch.maximum(quantiles * diff, (quantiles - 1.0) * diff).mean()
-
-
 def torch_runner(model: nn.Module) -> rolling_origin.Runner:
     def run(*inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -167,88 +111,6 @@ def last12_mase(
     train, truth = rolling_origin.origin_window(y, 0)
     pred = rolling_origin.forecast(run, train, window, HORIZON, ar)
     return rolling_origin.errors(pred, train, truth, season)["mase"]
-
-
-# --- data ---------------------------------------------------------------------------------------
-
-
-def ar_bases(y: np.ndarray, window: int, ar: rolling_origin.ArBase) -> np.ndarray:
-    """For each row of ``windows_of(y, window)``, the standardised AR(p) forecast [HORIZON] from
-    the values up to the end of its input window and its residual scale (one more column), as
-    the service computes them."""
-    ends = range(window, len(y) - HORIZON + 1)
-    inputs = [rolling_origin.model_inputs(y[:end], window, ar) for end in ends]
-    return np.array([[*x.base, x.scale] for x in inputs]).reshape(-1, HORIZON + 1)
-
-
-def windows_of(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (input, target) pair of ``window`` then HORIZON consecutive values."""
-    if len(y) < window + HORIZON:
-        return np.zeros((0, window)), np.zeros((0, HORIZON))
-    w = np.lib.stride_tricks.sliding_window_view(y, window + HORIZON)
-    return w[:, :window], w[:, window:]
-
-
-def min_length(window: int) -> int:
-    """Values a series needs to give its validation window and at least one training window
-    whose targets do not overlap it."""
-    return window + 2 * HORIZON
-
-
-@dataclass
-class WindowSets:
-    """Standardised training windows of all series, stacked, with each series' slice; and one
-    validation window per series: its last, whose targets no training window overlaps."""
-
-    x: torch.Tensor  # [N, window]
-    base: torch.Tensor  # [N, HORIZON + 1] the AR(p) forecasts and scales, standardised like x
-    target: torch.Tensor  # [N, HORIZON]
-    start: torch.Tensor  # [S] first row of each series
-    count: torch.Tensor  # [S] rows of each series
-    weight: torch.Tensor  # [S] sampling weight of each series
-    val_x: torch.Tensor
-    val_base: torch.Tensor
-    val_target: torch.Tensor
-
-    @classmethod
-    def build(
-        cls,
-        parts: dict[str, np.ndarray],
-        bases: dict[str, np.ndarray],
-        window: int,
-        evaluated_weight: float,
-    ):
-        """``bases``: each series' ``ar_bases`` over its whole length; a part is a prefix."""
-        xs, bs, ts, counts, weights = [], [], [], [], []
-        for name, y in parts.items():
-            if len(y) < min_length(window):
-                continue
-            x, t = windows_of(y, window)
-            z, mean, std = standardise(x)
-            xs.append(z), ts.append((t - mean) / std), counts.append(len(x) - HORIZON)
-            bs.append(bases[name][: len(x)])
-            weights.append(evaluated_weight if name in series.EVALUATED else 1.0)
-        count = torch.tensor(counts)
-        # per series: training windows, then HORIZON - 1 windows left out because their targets
-        # overlap the validation window's, then the validation window
-        per_series = [len(x) for x in xs]
-
-        def split(arrays: list) -> tuple[torch.Tensor, torch.Tensor]:
-            rows = torch.tensor(np.concatenate(arrays), dtype=torch.float32)
-            of_series = torch.split(rows, per_series)
-            training = torch.cat([r[:-HORIZON] for r in of_series])
-            return training, torch.stack([r[-1] for r in of_series])
-
-        (x, val_x), (b, val_b), (t, val_t) = split(xs), split(bs), split(ts)
-        return cls(x, b, t, torch.cumsum(count, 0) - count, count, torch.tensor(weights), val_x,
-                   val_b, val_t)  # fmt: skip
-
-    def sample(self, size: int, generator: torch.Generator):
-        """A series by weight (so long series don't drown short ones), then one of its windows."""
-        which = torch.multinomial(self.weight, size, replacement=True, generator=generator)
-        offset = (torch.rand(size, generator=generator) * self.count[which]).long()
-        rows = self.start[which] + offset
-        return self.x[rows], self.base[rows], self.target[rows]
 
 
 # --- training -----------------------------------------------------------------------------------
