@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         trainval = data.yolo_samples(Path(cfg.yolo_root))
     else:
         trainval = data.kvasir_samples(data_root / "kvasir-seg", "trainval")
-    if (cfg.copy_paste > 0 or cfg.mask_loss > 0) and cfg.yolo_root:
+    needs_masks = cfg.copy_paste > 0 or cfg.mask_loss > 0
+    if needs_masks and cfg.yolo_root:
         raise SystemExit("--copy-paste and --mask-loss need polyp masks; a YOLO folder has none")
     if cfg.dry_run:
         trainval = trainval[:12]
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         if split == "train":
             repeats = repeats_per_frame([s.boxes for s in samples], cfg.oversample)
             epoch_frames = torch.from_numpy(np.repeat(np.arange(len(samples)), repeats)).to(device)
-        with_masks = split == "train" and (cfg.copy_paste > 0 or cfg.mask_loss > 0)
+        with_masks = split == "train" and needs_masks
         images, masks, boxes = data.load_resized(
             [s if with_masks else dataclasses.replace(s, mask_path=None) for s in samples], size
         )
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     def training_input(idx: torch.Tensor):
         """The training frames at ``idx``, augmented."""
         images, boxes, valid = tensors["train"]
-        masks = train_masks[idx] if cfg.copy_paste > 0 or cfg.mask_loss > 0 else None
+        masks = train_masks[idx] if needs_masks else None
         return network_input(images[idx], boxes[idx], valid[idx], True, masks)
 
     def shuffled_epoch() -> torch.Tensor:

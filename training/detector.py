@@ -78,12 +78,10 @@ class Detector(nn.Module):
         p3 = c3 + F.interpolate(p4, scale_factor=2.0, mode="nearest")
         return p3, p4, p5
 
-    def raw(
-        self, images: torch.Tensor, levels: tuple[torch.Tensor, ...] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score logits [N, A] and side distances in strides (log scale) [N, A, 4]."""
+    def raw(self, levels: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score logits [N, A] and side distances in strides (log scale) [N, A, 4], from the
+        pyramid's levels."""
         outs = []
-        levels = self.pyramid(images) if levels is None else levels
         for p, smooth, head in zip(levels, self.smooth, self.heads, strict=True):
             out = head(self.dropout(smooth(p)))  # [N, 5, h, w]
             outs.append(out.flatten(2))
@@ -95,7 +93,7 @@ class Detector(nn.Module):
         return torch.cat([self.centres - ltrb[..., :2], self.centres + ltrb[..., 2:]], -1)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, reg = self.raw(images)
+        logits, reg = self.raw(self.pyramid(images))
         return self.decode(reg), torch.sigmoid(logits)[..., None]
 
 
@@ -137,11 +135,14 @@ def assign(model: Detector, boxes: torch.Tensor, valid: torch.Tensor):
     return positive, target, owner
 
 
-def per_object_normalised(iou: torch.Tensor, positive: torch.Tensor, owner: torch.Tensor):
-    """IoU divided by the best IoU among the positives of the same object, so every object's
-    best-placed grid point is taught a score of 1 however small (and so hard to fit) it is."""
+def per_object_normalised(
+    iou: torch.Tensor, positive: torch.Tensor, owner: torch.Tensor, n_boxes: int
+) -> torch.Tensor:
+    """IoU divided by the best IoU among the positives of the same object (``owner`` indexes the
+    ``n_boxes`` box slots), so every object's best-placed grid point is taught a score of 1
+    however small (and so hard to fit) it is."""
     iou = torch.where(positive, iou, torch.zeros_like(iou))
-    best = torch.zeros(iou.shape[0], int(owner.max()) + 1, device=iou.device, dtype=iou.dtype)
+    best = torch.zeros(iou.shape[0], n_boxes, device=iou.device, dtype=iou.dtype)
     best = best.scatter_reduce(1, owner, iou, reduce="amax")
     return iou / torch.gather(best, 1, owner).clamp(min=1e-6)
 
@@ -167,7 +168,7 @@ def detection_loss(
     """Quality focal loss + 2 GIoU, plus ``mask_weight`` times ``mask_loss`` when a mask head and
     the images' masks are given (training only: the head is not part of the exported graph)."""
     levels = model.pyramid(images)
-    logits, reg = model.raw(images, levels)
+    logits, reg = model.raw(levels)
     logits, reg = logits.float(), reg.float()
     positive, target, owner = assign(model, boxes, valid)
     pred = model.decode(reg)
@@ -175,7 +176,7 @@ def detection_loss(
     n_pos = positive.sum().clamp(min=1).float()
     iou = iou.detach()
     if normalise_quality:
-        iou = per_object_normalised(iou, positive, owner)
+        iou = per_object_normalised(iou, positive, owner, boxes.shape[1])
     quality = torch.where(positive, iou.clamp(min=0.01), torch.zeros_like(iou))
     prob = torch.sigmoid(logits)
     qfl = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")

@@ -13,7 +13,7 @@ def test_per_object_normalised_gives_each_objects_best_grid_point_a_target_of_on
     iou = torch.tensor([[0.3, 0.6, 0.2, 0.5, 0.7], [0.4, 0.1, 0.0, 0.0, 0.9]])
     positive = torch.tensor([[True, True, True, True, False], [True, True, False, False, False]])
     owner = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]])  # grid point -> its object
-    target = per_object_normalised(iou, positive, owner)
+    target = per_object_normalised(iou, positive, owner, n_boxes=2)
     # image 0: object 0's best is 0.6 (the 0.7 is a negative); object 1's best is 0.5
     expected = torch.tensor([[0.5, 1.0, 0.4, 1.0, 0.0], [1.0, 0.25, 0.0, 0.0, 0.0]])
     assert torch.allclose(target, expected)
