@@ -129,6 +129,10 @@ class Provenance(_Strict):
     git_commit: str
     date: str
     framework: str = ""
+    # the weights training started from (package, version, licence), when not from scratch
+    pretrained: str = ""
+    # how many runs scored this version's test splits (the model card says it too)
+    test_evaluations: int = Field(0, ge=0)
 
 
 # split name -> metric name -> value, measured by the training script on held-out data.

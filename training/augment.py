@@ -124,64 +124,6 @@ def mosaic(
     return torch.where(use.view(n, 1, 1, 1), grid, images), out_boxes, out_valid
 
 
-def copy_paste(
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    boxes: torch.Tensor,
-    valid: torch.Tensor,
-    probability: float,
-    scale: tuple[float, float] = (0.3, 0.8),
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Simple Copy-Paste (Ghiasi et al., 2021): into a share ``probability`` of the batch
-    [N, C, H, W], paste the polyps of another image of the batch, cut out by its mask [N, 1, H, W],
-    shrunk by a factor drawn from ``scale`` and placed at random wholly inside the frame. Their
-    boxes take new slots ([N, 2 M, 4]). Kvasir frames mostly hold one large polyp; this shows the
-    detector real-looking second polyps of medium size. A paste that would hide over a third of
-    the image's own polyp is dropped, as that polyp's box would no longer say what is visible.
-    """
-    n, _, h, w = images.shape
-    device = images.device
-
-    def uniform(lo: torch.Tensor | float, hi: torch.Tensor | float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
-
-    donors = torch.randint(0, n, (n,), device=device, generator=generator)
-    d_boxes, d_valid = boxes[donors], valid[donors]
-    use = torch.rand(n, device=device, generator=generator) < probability
-    use &= d_valid.any(1)
-    s = uniform(*scale)
-    # Output u maps to donor u / s + t. Keep the union of the donor's boxes inside the frame.
-    big = torch.tensor(1e9, device=device)
-    shifts = []
-    for axis, extent in ((0, w), (1, h)):
-        coords = d_boxes[..., axis::2] * (2.0 / extent) - 1.0  # [N, M, 2]
-        lo = torch.where(d_valid[..., None], coords, big).amin((1, 2))
-        hi = torch.where(d_valid[..., None], coords, -big).amax((1, 2))
-        shifts.append(uniform(hi - 1.0 / s, lo + 1.0 / s))
-    theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / s
-    theta[:, 0, 2], theta[:, 1, 2] = shifts
-    new_boxes, new_valid = warp_boxes(d_boxes, d_valid, theta, (h, w), (h, w))
-    out_boxes = torch.cat([boxes, new_boxes], 1)
-    # Only the frames that get a paste are warped: this runs on every training step.
-    chosen = use.nonzero().squeeze(1)
-    if len(chosen) == 0:
-        return images, out_boxes, torch.cat([valid, torch.zeros_like(valid)], 1)
-    donor = torch.cat([images[donors[chosen]], masks[donors[chosen]].to(images.dtype)], 1)
-    donor = warp(donor, theta[chosen], (h, w))
-    pasted, alpha = donor[:, :-1], donor[:, -1:]
-    own = masks[chosen].to(images.dtype)
-    hidden = (own * (alpha > 0.5)).sum((1, 2, 3)) / own.sum((1, 2, 3)).clamp(min=1.0)
-    use[chosen] = hidden <= 1.0 / 3.0
-    # A feathered edge, so the detector cannot learn "a polyp is where the texture jumps".
-    alpha = F.avg_pool2d(alpha, 5, stride=1, padding=2, count_include_pad=False)
-    alpha = alpha * use[chosen].view(-1, 1, 1, 1).to(alpha.dtype)
-    out = images.clone()
-    out[chosen] = images[chosen] * (1.0 - alpha) + pasted * alpha
-    return out, out_boxes, torch.cat([valid, new_valid & use.view(n, 1)], 1)
-
-
 def compact(boxes: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Valid boxes first, in their order, and only as many slots as the fullest image needs:
     mosaic and copy-paste multiply the padded slots, and the loss's cost grows with them."""

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from service.manifest import Manifest
+from service.manifest import MANIFEST_FILE, Manifest
 
 KVASIR_TERMS = (
     "Kvasir-SEG (Simula): research and educational use only; commercial use forbidden without "
@@ -70,6 +70,18 @@ def verdict(value: float, anchor: str) -> str:
     return "yes" if met else f"**no**, off by {abs(value - target):.3f}"
 
 
+def versions_table(model_dir: Path) -> str:
+    """Every version in the model's folder, newest first, from its own manifest."""
+    rows = ["| version | what it is | trained | served by default |", "|---|---|---|---|"]
+    found = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
+    for i, version in enumerate(found):
+        manifest = Manifest.read(model_dir / str(version) / MANIFEST_FILE)
+        date = manifest.provenance.date if manifest.provenance else ""
+        rows.append(f"| {version} | {manifest.description.split('. ')[0]} | {date} | "
+                    f"{'yes' if i == 0 else f'with `version={version}`'} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 def write_card(
     path: Path,
     manifest: Manifest,
@@ -80,19 +92,29 @@ def write_card(
     anchors: dict[str, str],
     architecture: str,
     limits: Sequence[str],
+    selection: str = "",
+    tests: str = "",
     extra: str = "",
 ) -> None:
+    """The whole card of ``manifest``'s version, from the run that made it: nothing in it is
+    written by hand, so a new run rewrites it entirely. Earlier versions keep their own card
+    (``<version>/README.md``, when they have one) and are listed in the versions table."""
     prov = manifest.provenance
     provenance = ""
     if prov is not None:
+        pretrained = f"- pretrained weights: {prov.pretrained}\n" if prov.pretrained else ""
         provenance = (
-            f"- data set: {prov.dataset}\n- split: {prov.split}\n- command: `{prov.command}`\n"
-            f"- git commit: `{prov.git_commit}`\n- date: {prov.date}\n- framework: {prov.framework}"
+            f"- data set: {prov.dataset}\n- split: {prov.split}\n{pretrained}"
+            f"- command (the whole chain, from the packaged checkpoint to the shipped file): "
+            f"`{prov.command}`\n- git commit: `{prov.git_commit}`\n- date: {prov.date}\n"
+            f"- framework: {prov.framework}\n- test-split scorings of this version: "
+            f"{prov.test_evaluations}"
         )
     inputs = ("Input " if len(manifest.inputs) == 1 else "Inputs ") + ", ".join(
         f"`{spec.name}` {spec.shape}" for spec in manifest.inputs
     )
-    text = f"""# {manifest.name} (version {manifest.version})
+    version = manifest.version
+    text = f"""# {manifest.name} (version {version})
 
 {summary}
 
@@ -104,7 +126,10 @@ def write_card(
 
 {inputs}; outputs
 {", ".join(f"`{o.name}` {o.shape}" for o in manifest.outputs)}. The full contract (preprocessing,
-decoding, serving defaults) is in `{manifest.version}/manifest.json`.
+decoding, serving defaults) is in `{version}/manifest.json`.
+
+## Versions
+{versions_table(path.parent)}
 
 ## Data and terms
 {data}
@@ -112,9 +137,13 @@ decoding, serving defaults) is in `{manifest.version}/manifest.json`.
 ## Evaluation (held-out data only, measured by the training script)
 {metrics_table(manifest, anchors)}
 
+{tests}
+
+{selection}
+
 {extra}
 
-![training curve](training_curve.png)
+![training curve]({version}/training_curve.png)
 
 ## Limits
 {chr(10).join(f"- {line}" for line in limits)}
@@ -123,4 +152,4 @@ decoding, serving defaults) is in `{manifest.version}/manifest.json`.
 {provenance}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(re.sub(r"\n{3,}", "\n\n", text))

@@ -1,59 +1,31 @@
-"""The classifier networks: a small ResNet (basic residual blocks, BatchNorm, dropout before the
-linear head) and the detector's backbone with the same pooled head, for fine-tuning a detection
-checkpoint into a classifier (``--backbone-from``)."""
+"""The classifier network: the ImageNet-pretrained EfficientNet-Lite whole (its stem, blocks and
+1x1 head convolution, all from the checkpoint), global pooling, dropout and a new linear layer."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from training.encoder import LiteEncoder, pretrained_network
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+class LiteClassifier(nn.Module):
+    def __init__(
+        self, variant: str, n_classes: int, dropout: float, pretrained: bool = True
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.skip = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.bn2(self.conv2(y)) + self.skip(x), inplace=True)
-
-
-class ResNet(nn.Module):
-    def __init__(self, widths: tuple[int, ...], n_classes: int, dropout: float) -> None:
-        super().__init__()
-        w = list(widths)
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, w[0], 3, 2, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True)
-        )
-        self.blocks = nn.Sequential(*[BasicBlock(w[i], w[i + 1], 2) for i in range(len(w) - 1)])
+        self.encoder = LiteEncoder(variant, pretrained)
+        network = pretrained_network(variant) if pretrained else None
+        c_in = self.encoder.channels[-1]
+        head = nn.Conv2d(c_in, 1280, 1, bias=False)
+        norm = nn.BatchNorm2d(1280, momentum=0.01, eps=1e-3)
+        if network is not None:  # the checkpoint's own head, as ImageNet trained it
+            head, norm = network._conv_head, network._bn1
+            norm.momentum = 0.1  # as the encoder's: statistics that follow fine-tuning
+        self.head = nn.Sequential(head, norm, nn.ReLU6())
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(w[-1], n_classes)
+        self.fc = nn.Linear(1280, n_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(images))
-        return self.fc(self.dropout(x.mean((2, 3))))
-
-
-class DetectorBackboneClassifier(nn.Module):
-    """The stages of ``training.detector.Detector`` with global pooling and a linear head."""
-
-    def __init__(self, widths: tuple[int, ...], n_classes: int, dropout: float) -> None:
-        super().__init__()
-        from training.detector import Detector  # only this variant needs it
-
-        self.stages = Detector(64, widths, 16, 0.0).stages
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(widths[-1], n_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images
-        for stage in self.stages:
-            x = stage(x)
+        x = self.head(self.encoder(images)[-1])
         return self.fc(self.dropout(x.mean((2, 3))))

@@ -1,13 +1,12 @@
-"""Scoring an exported detector the way the service runs it: AP@0.5 and precision/recall at the
-serving threshold, per split, on real frames or on seeded validation mosaics."""
+"""Scoring an exported detector the way the service runs it: COCO AP (pycocotools) and
+precision/recall at the serving threshold, per split, on real frames."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from service.manifest import Preprocessing
-from training import augment, data, metrics
+from training import data, metrics
 
 
 def predict(session, prep: Preprocessing, image: np.ndarray, iou_threshold: float, min_score=1e-3):
@@ -26,9 +25,9 @@ def predict(session, prep: Preprocessing, image: np.ndarray, iou_threshold: floa
 
 
 def evaluate(session, prep, samples, score_threshold: float, iou_threshold: float) -> dict:
-    """AP@0.5 (all-point), precision/recall at ``score_threshold``, and that recall per COCO
-    object size, against each sample's boxes (Kvasir: the official json; CVC-ClinicDB: connected
-    components of the mask)."""
+    """AP@0.5 and AP@[0.5:0.95] (COCOeval), precision/recall at ``score_threshold``, and that
+    recall per COCO object size, against each sample's boxes (Kvasir: the official json;
+    CVC-ClinicDB: connected components of the mask)."""
 
     def one(sample: data.Sample):
         image = data.read_image(sample.image_path)
@@ -47,8 +46,10 @@ def score(pairs: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]], score_t
     dets, gts = [p[0] for p in pairs], [p[1] for p in pairs]
     precision, recall = metrics.precision_recall_at(dets, gts, score_threshold)
     by_size = metrics.recall_by_size(dets, gts, score_threshold)
+    ap, ap50 = metrics.coco_ap(dets, gts)
     results = {
-        "ap50": metrics.average_precision(dets, gts, 0.5),
+        "ap50": ap50,
+        "ap": ap,
         f"precision@{score_threshold}": precision,
         f"recall@{score_threshold}": recall,
     }
@@ -56,16 +57,3 @@ def score(pairs: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]], score_t
         results[f"recall@{score_threshold}_{size}"] = size_recall
         results[f"boxes_{size}"] = count
     return results
-
-
-def validation_mosaics(
-    images_u8: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, seed: int
-):
-    """Every validation frame [N, H, W, 3] as the top-left tile of a 2x2 mosaic with three others
-    (the training augmentation, seeded): a proxy for small polyps, several to a frame, which the
-    validation frames themselves rarely show. Returns (frame, boxes) pairs."""
-    generator = torch.Generator().manual_seed(seed)
-    x = images_u8.cpu().permute(0, 3, 1, 2).float()
-    x, boxes, valid = augment.mosaic(x, boxes.cpu(), valid.cpu(), 1.0, generator=generator)
-    frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [(frame, b[v].numpy()) for frame, b, v in zip(frames, boxes, valid, strict=True)]

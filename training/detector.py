@@ -1,13 +1,12 @@
 """The detector network and its training loss.
 
-A plain conv backbone (strides 2..32), a top-down feature pyramid, and one head per level (strides
-8, 16, 32) predicting, for every grid point, a polyp score and the distances to the box's four
-sides (FCOS-style). Training assigns the grid points near a box's centre and inside it as
-positives (centre sampling, per-level size ranges); the score is trained towards the IoU of its
-predicted box (quality focal loss) and the box by GIoU loss; an optional head on the stride-8
-level learns the polyp mask (training only). ``forward`` decodes the grid, so the
-exported graph gives ``boxes`` [N, A, 4] xyxy in input pixels and ``scores`` [N, A, 1] after the
-sigmoid.
+The ImageNet-pretrained EfficientNet-Lite encoder (strides 4..32), a top-down feature pyramid on
+its stride 8, 16 and 32 levels, and one head per level predicting, for every grid point, a polyp
+score and the distances to the box's four sides (FCOS-style). Training assigns the grid points
+near a box's centre and inside it as positives (centre sampling, per-level size ranges); the score
+is trained towards the IoU of its predicted box (quality focal loss) and the box by GIoU loss.
+``forward`` decodes the grid, so the exported graph gives ``boxes`` [N, A, 4] xyxy in input
+pixels and ``scores`` [N, A, 1] after the sigmoid.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from training.encoder import LiteEncoder
 
 STRIDES = (8, 16, 32)
 # Box-size range per level, as the largest distance from a grid point to a box side (pixels).
@@ -30,24 +31,13 @@ def conv(c_in: int, c_out: int, k: int = 3, s: int = 1) -> nn.Sequential:
     )
 
 
-class Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(conv(c, c, 1), conv(c, c, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 class Detector(nn.Module):
-    def __init__(self, size: int, widths: tuple[int, ...], neck: int, dropout: float) -> None:
+    def __init__(
+        self, size: int, variant: str, neck: int, dropout: float, pretrained: bool = True
+    ) -> None:
         super().__init__()
-        w = list(widths)
-        stages = [conv(3, w[0], 3, 2)]
-        for i in range(1, len(w)):
-            stages.append(nn.Sequential(conv(w[i - 1], w[i], 3, 2), Residual(w[i])))
-        self.stages = nn.ModuleList(stages)
-        self.lateral = nn.ModuleList([conv(c, neck, 1) for c in w[-3:]])
+        self.encoder = LiteEncoder(variant, pretrained)
+        self.lateral = nn.ModuleList([conv(c, neck, 1) for c in self.encoder.channels[1:]])
         self.smooth = nn.ModuleList([conv(neck, neck, 3) for _ in STRIDES])
         self.dropout = nn.Dropout2d(dropout)
         self.heads = nn.ModuleList(
@@ -67,12 +57,8 @@ class Detector(nn.Module):
 
     def pyramid(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The top-down pyramid's levels at strides 8, 16 and 32, each [N, neck, h, w]."""
-        feats = []
-        x = images
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        c3, c4, c5 = (lat(f) for lat, f in zip(self.lateral, feats[-3:], strict=True))
+        feats = self.encoder(images)[1:]
+        c3, c4, c5 = (lat(f) for lat, f in zip(self.lateral, feats, strict=True))
         p5 = c5
         p4 = c4 + F.interpolate(p5, scale_factor=2.0, mode="nearest")
         p3 = c3 + F.interpolate(p4, scale_factor=2.0, mode="nearest")
@@ -135,54 +121,19 @@ def assign(model: Detector, boxes: torch.Tensor, valid: torch.Tensor):
     return positive, target, owner
 
 
-def per_object_normalised(
-    iou: torch.Tensor, positive: torch.Tensor, owner: torch.Tensor, n_boxes: int
-) -> torch.Tensor:
-    """IoU divided by the best IoU among the positives of the same object (``owner`` indexes the
-    ``n_boxes`` box slots), so every object's best-placed grid point is taught a score of 1
-    however small (and so hard to fit) it is."""
-    iou = torch.where(positive, iou, torch.zeros_like(iou))
-    best = torch.zeros(iou.shape[0], n_boxes, device=iou.device, dtype=iou.dtype)
-    best = best.scatter_reduce(1, owner, iou, reduce="amax")
-    return iou / torch.gather(best, 1, owner).clamp(min=1e-6)
-
-
-def mask_loss(mask_head: nn.Module, p3: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """BCE of a per-cell polyp logit on the stride-8 level against the share of the cell's pixels
-    that the mask [N, 1, H, W] (0/1) marks: dense supervision of what a polyp looks like."""
-    share = F.avg_pool2d(masks.float(), STRIDES[0])
-    return F.binary_cross_entropy_with_logits(mask_head(p3).float(), share)
-
-
 def detection_loss(
-    model: Detector,
-    images: torch.Tensor,
-    boxes: torch.Tensor,
-    valid: torch.Tensor,
-    *,
-    normalise_quality: bool = False,
-    mask_head: nn.Module | None = None,
-    masks: torch.Tensor | None = None,
-    mask_weight: float = 0.0,
+    model: Detector, images: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor
 ) -> torch.Tensor:
-    """Quality focal loss + 2 GIoU, plus ``mask_weight`` times ``mask_loss`` when a mask head and
-    the images' masks are given (training only: the head is not part of the exported graph)."""
-    levels = model.pyramid(images)
-    logits, reg = model.raw(levels)
+    """Quality focal loss (the score learns its box's IoU) + 2 GIoU, over the positives."""
+    logits, reg = model.raw(model.pyramid(images))
     logits, reg = logits.float(), reg.float()
-    positive, target, owner = assign(model, boxes, valid)
+    positive, target, _ = assign(model, boxes, valid)
     pred = model.decode(reg)
     iou, g = giou(pred, target)
     n_pos = positive.sum().clamp(min=1).float()
-    iou = iou.detach()
-    if normalise_quality:
-        iou = per_object_normalised(iou, positive, owner, boxes.shape[1])
-    quality = torch.where(positive, iou.clamp(min=0.01), torch.zeros_like(iou))
+    quality = torch.where(positive, iou.detach().clamp(min=0.01), torch.zeros_like(iou))
     prob = torch.sigmoid(logits)
     qfl = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
     qfl = (qfl * (prob - quality).abs().pow(2)).sum() / n_pos
     box = ((1.0 - g) * positive).sum() / n_pos
-    loss = qfl + 2.0 * box
-    if mask_head is not None and masks is not None and mask_weight > 0:
-        loss = loss + mask_weight * mask_loss(mask_head, levels[0], masks)
-    return loss
+    return qfl + 2.0 * box

@@ -86,12 +86,23 @@ def latency_ms(
     return float(np.median(times))
 
 
+class ShippedVersionError(Exception):
+    """A version that already ships other weights: a client pinning it must get the same model
+    tomorrow, so new weights go to a new version."""
+
+
 def write_model_dir(out_dir: Path, onnx_path: Path, manifest: Manifest) -> Path:
-    """Copy the graph and write its manifest into ``out_dir/<name>/<version>/``; returns it."""
+    """Copy the graph and write its manifest into ``out_dir/<name>/<version>/``; returns it.
+    The manifest of a shipped version may be rewritten (test figures added), its graph never."""
     version_dir = out_dir / manifest.name / str(manifest.version)
+    shipped = version_dir / MODEL_FILE
+    if shipped.is_file() and shipped.read_bytes() != onnx_path.read_bytes():
+        raise ShippedVersionError(
+            f"{version_dir} already ships other weights; give the new model a new --version"
+        )
     version_dir.mkdir(parents=True, exist_ok=True)
-    if onnx_path.resolve() != (version_dir / MODEL_FILE).resolve():
-        shutil.copyfile(onnx_path, version_dir / MODEL_FILE)
+    if onnx_path.resolve() != shipped.resolve():
+        shutil.copyfile(onnx_path, shipped)
     manifest.write(version_dir / MANIFEST_FILE)
     Manifest.read(version_dir / MANIFEST_FILE)  # round-trip through the validator
     return version_dir

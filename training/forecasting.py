@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from tqdm import tqdm
 
 from service.manifest import ForecastingDecoding, Manifest, TensorSpec
 from service.tasks import autoregressive
-from training import card, common, data, export, rolling_origin, series
+from training import card, common, data, export, loop, rolling_origin, series
 from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import EPS, HORIZON, ORIGINS, VALIDATION_ORIGINS
 from training.windows import WindowSets, ar_bases, min_length
@@ -123,38 +124,27 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
     model = model.to(device)
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    clock = common.TrainClock(cfg.epochs, cfg.time_budget_s)
-    stopper = common.EarlyStopping(cfg.patience)
+    schedule = loop.Schedule(cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s,
+                             cfg.patience, clip_grad_norm=1.0)  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     val_x, val_b = sets.val_x[..., None].to(device), sets.val_base.to(device)
     val_t = sets.val_target.to(device)
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(cfg.epochs), desc=label, disable=cfg.epochs == 0)
-    for epoch in bar:
-        model.train()
-        losses = []
-        for step in range(cfg.steps_per_epoch):
-            for group in optimizer.param_groups:
-                group["lr"] = common.cosine_lr(
-                    cfg.lr, clock.progress(epoch + step / cfg.steps_per_epoch)
-                )
+
+    def train_losses() -> Iterator[torch.Tensor]:
+        while True:  # windows are sampled afresh every step; the schedule counts the steps
             x, b, t = sets.sample(cfg.batch_size, generator)
             x = x + cfg.noise * torch.randn(x.shape, generator=generator)
             b = b.to(device)
             pred = model(x[..., None].to(device), b[:, :HORIZON], b[:, HORIZON:])
-            loss = pinball_loss(pred, t.to(device), quantiles)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
-        model.eval()
-        with torch.no_grad():
-            val_pred = model(val_x, val_b[:, :HORIZON], val_b[:, HORIZON:])
-            val_loss = pinball_loss(val_pred, val_t, quantiles).item()
-        common.end_epoch(history, bar, epoch, losses, val_loss)
-        if stopper.update(epoch, val_loss, model) or clock.done(epoch + 1):
-            break
+            yield pinball_loss(pred, t.to(device), quantiles)
+
+    def val_loss() -> float:
+        val_pred = model(val_x, val_b[:, :HORIZON], val_b[:, HORIZON:])
+        return pinball_loss(val_pred, val_t, quantiles).item()
+
+    history: loop.History = []
+    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc=label,
+                       history=history)  # fmt: skip
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     return model.cpu().eval(), history
@@ -209,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         history = history or member_history  # the shipped model's first member
         # origin 0's ensemble is the shipped model; the others are kept for the record
         path = work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt")
-        common.save_checkpoint(path, model, config=dataclasses.asdict(cfg), history=member_history,
+        loop.save_checkpoint(path, model, config=dataclasses.asdict(cfg), history=member_history,
                                command=command, origin=origin)  # fmt: skip
     if not cfg.export:
         return {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train the detector and the segmenter side by side on one lent GPU, then the classifier from the
-# detector's backbone (half the budget), from the packed frames in .gpudata
+# Train the detector and the segmenter side by side on one lent GPU, then the classifier (half the
+# budget), each from the ImageNet EfficientNet-Lite checkpoint, from the packed frames in .gpudata
 # (python -m training.pack --size 256 --out .gpudata), checkpoints only; export, evaluation and
 # manifests then run on the CPU with `python -m training.<task> --weights runs/<task>/ckpt.pt
 # --epochs 0`. Usage, from the repository root: bash training/gpu_train.sh [budget_s] [log_dir]
@@ -15,20 +15,17 @@ if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then  # the GPU im
 fi
 # preflight: a few steps of each on this device, so a broken run fails in seconds, not minutes
 for task in detection segmentation classification; do
-    extra=()  # the classifier starts from the detector's backbone, as the shipped one did
-    [ "$task" = classification ] && extra=(--backbone-from /tmp/preflight/detection/ckpt.pt)
-    python3 -m "training.$task" --data-root .gpudata --dry-run --no-export "${extra[@]}" \
+    python3 -m "training.$task" --data-root .gpudata --dry-run --no-export \
         --work-dir "/tmp/preflight/$task" >"$logs/$task.preflight.log" 2>&1 || {
         tail -n 30 "$logs/$task.preflight.log"
         exit 1
     }
 done
 for task in detection segmentation; do
-    python3 -m "training.$task" --data-root .gpudata --epochs 5000 --time-budget-s "$budget" \
-        --patience 150 --no-export --work-dir "runs/$task" >"$logs/$task.log" 2>&1 &
+    python3 -m "training.$task" --data-root .gpudata --time-budget-s "$budget" \
+        --no-export --work-dir "runs/$task" >"$logs/$task.log" 2>&1 &
 done
 wait
-python3 -m training.classification --data-root .gpudata --epochs 5000 \
-    --time-budget-s $((budget / 2)) --patience 150 --backbone-from runs/detection/ckpt.pt \
+python3 -m training.classification --data-root .gpudata --time-budget-s $((budget / 2)) \
     --no-export --work-dir runs/classification >"$logs/classification.log" 2>&1
 tail -n 3 "$logs"/*.log

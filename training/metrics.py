@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 
 def dice_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -64,27 +68,45 @@ def _above(dets, score_threshold):
     return [(b[s >= score_threshold], s[s >= score_threshold]) for b, s in dets]
 
 
-def average_precision(
-    dets: Sequence[tuple[np.ndarray, np.ndarray]],
-    gts: Sequence[np.ndarray],
-    iou_threshold: float = 0.5,
-) -> float:
-    """Area under the interpolated precision-recall curve (all points, as VOC 2010+ and COCO)."""
-    n_gt = sum(len(g) for g in gts)
-    records = sorted(_match(dets, gts, iou_threshold)[0], key=lambda r: -r[0])
-    if n_gt == 0:
-        return float("nan")
-    if not records:
-        return 0.0
-    hits = np.asarray([r[1] for r in records], dtype=np.float64)
-    tp = np.cumsum(hits)
-    recall = tp / n_gt
-    precision = tp / np.arange(1, len(hits) + 1)
-    recall = np.concatenate([[0.0], recall, [recall[-1]]])
-    precision = np.concatenate([[1.0], precision, [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.nonzero(recall[1:] != recall[:-1])[0]
-    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+def coco_ap(
+    dets: Sequence[tuple[np.ndarray, np.ndarray]], gts: Sequence[np.ndarray]
+) -> tuple[float, float]:
+    """COCO's AP@[0.5:0.95] and AP@0.5 from pycocotools' own evaluator (one category, every
+    area, up to 100 detections per image, 101-point interpolation); ``dets`` are (boxes xyxy,
+    scores) per image, ``gts`` boxes xyxy per image."""
+
+    def xywh(box: np.ndarray) -> list[float]:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return [x1, y1, x2 - x1, y2 - y1]
+
+    annotations = []
+    for i, boxes in enumerate(gts):
+        for b in boxes:
+            area = float((b[2] - b[0]) * (b[3] - b[1]))
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1,
+                                "bbox": xywh(b), "area": area, "iscrowd": 0})  # fmt: skip
+    results = [
+        {"image_id": i, "category_id": 1, "bbox": xywh(b), "score": float(s)}
+        for i, (boxes, scores) in enumerate(dets)
+        for b, s in zip(boxes, scores, strict=True)
+    ]
+    if not annotations:
+        return float("nan"), float("nan")
+    if not results:
+        return 0.0, 0.0
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        truth = COCO()
+        truth.dataset = {
+            "images": [{"id": i} for i in range(len(gts))],
+            "annotations": annotations,
+            "categories": [{"id": 1, "name": "object"}],
+        }
+        truth.createIndex()
+        evaluator = COCOeval(truth, truth.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return float(evaluator.stats[0]), float(evaluator.stats[1])
 
 
 def precision_recall_at(

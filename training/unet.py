@@ -1,10 +1,13 @@
-"""The segmentation network and its loss: a small U-Net and BCE + soft Dice."""
+"""The segmentation network and its loss: a U-Net decoder on the ImageNet-pretrained
+EfficientNet-Lite pyramid, and BCE + soft Dice."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from training.encoder import LiteEncoder
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -18,29 +21,27 @@ def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class UNet(nn.Module):
-    """U-Net whose first block already halves the resolution (speed); logits come back at the
-    input size through one bilinear upsampling."""
+class LiteUNet(nn.Module):
+    """U-Net decoder over the EfficientNet-Lite pyramid (strides 32 -> 16 -> 8 -> 4): each step
+    upsamples, concatenates the encoder's level and mixes them with a conv block; the stride-4
+    logits are upsampled to the input size in the graph (one logit per input pixel)."""
 
-    def __init__(self, channels: tuple[int, ...], dropout: float) -> None:
+    def __init__(
+        self, variant: str, decoder: tuple[int, int, int], dropout: float, pretrained: bool = True
+    ) -> None:
         super().__init__()
-        c = list(channels)
-        self.encoder = nn.ModuleList(
-            [conv_block(3, c[0], 2)] + [conv_block(c[i], c[i + 1], 2) for i in range(len(c) - 1)]
-        )
+        self.encoder = LiteEncoder(variant, pretrained)
+        c4, c8, c16, c32 = self.encoder.channels
+        d16, d8, d4 = decoder
         self.dropout = nn.Dropout2d(dropout)
         self.decoder = nn.ModuleList(
-            [conv_block(c[i + 1] + c[i], c[i]) for i in reversed(range(len(c) - 1))]
+            [conv_block(c32 + c16, d16), conv_block(d16 + c8, d8), conv_block(d8 + c4, d4)]
         )
-        self.head = nn.Conv2d(c[0], 1, 1)
+        self.head = nn.Conv2d(d4, 1, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        skips = []
-        x = images
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-        x = self.dropout(skips.pop())
+        *skips, x = self.encoder(images)
+        x = self.dropout(x)
         for block in self.decoder:
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)

@@ -78,56 +78,6 @@ def _squares(n: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
     return images, masks, boxes, valid
 
 
-def test_copy_paste_adds_a_shrunk_donor_polyp_with_its_box() -> None:
-    size = (96, 112)
-    images, masks, boxes, valid = _squares(6, size)
-    generator = torch.Generator().manual_seed(3)
-    out, out_boxes, out_valid = augment.copy_paste(
-        images, masks, boxes, valid, probability=1.0, scale=(0.6, 0.9), generator=generator
-    )
-    assert out.shape == images.shape and out_boxes.shape == (6, 4, 4)
-    assert torch.equal(out_boxes[:, :2], boxes) and torch.equal(out_valid[:, :2], valid)
-    pasted = 0
-    for i in range(6):
-        for box in out_boxes[i, 2:][out_valid[i, 2:]]:
-            pasted += 1
-            x1, y1, x2, y2 = box.tolist()
-            assert 0 <= x1 < x2 <= size[1] and 0 <= y1 < y2 <= size[0]  # wholly inside
-            inner = out[i, 0, round(y1) + 3 : round(y2) - 3, round(x1) + 3 : round(x2) - 3]
-            donor = round(inner.mean().item() * 10) - 1  # the donor's value names it
-            assert abs(inner - (donor + 1) / 10).max() < 0.02
-            d_w, d_h = (boxes[donor, 0, 2:] - boxes[donor, 0, :2]).tolist()
-            ratio = (x2 - x1) / d_w
-            assert 0.6 - 0.05 <= ratio <= 0.9 + 0.05
-            assert abs((y2 - y1) / d_h - ratio) < 0.05  # shrunk, not stretched
-        x1, y1, x2, y2 = (int(v) for v in boxes[i, 0].tolist())
-        own = out[i, 0, y1:y2, x1:x2]
-        assert ((own - (i + 1) / 10).abs() < 0.02).float().mean() >= 0.6  # own polyp still seen
-    assert pasted >= 3
-
-
-def test_copy_paste_with_probability_zero_only_pads_the_boxes() -> None:
-    images, masks, boxes, valid = _squares(3, (48, 64))
-    out, out_boxes, out_valid = augment.copy_paste(images, masks, boxes, valid, 0.0)
-    assert torch.equal(out, images) and torch.equal(out_boxes[:, :2], boxes)
-    assert torch.equal(out_valid[:, :2], valid) and not out_valid[:, 2:].any()
-
-
-def test_copy_paste_never_hides_a_third_of_the_images_own_polyp() -> None:
-    images, masks, boxes, valid = _squares(2, (48, 64))
-    masks[0] = images[0] = 1.0  # a polyp filling frame 0: pasted anywhere, it covers frame 1's
-    boxes[0, 0] = torch.tensor([0.0, 0.0, 64.0, 48.0])
-    for seed in range(10):
-        generator = torch.Generator().manual_seed(seed)
-        out, out_boxes, out_valid = augment.copy_paste(
-            images, masks, boxes, valid, 1.0, scale=(1.0, 1.0), generator=generator
-        )
-        for box in out_boxes[1, 2:][out_valid[1, 2:]]:
-            assert (box[2:] - box[:2]).tolist() != [64.0, 48.0]
-        if not out_valid[1, 2:].any():
-            assert torch.equal(out[1], images[1])
-
-
 def test_compact_keeps_the_valid_boxes_in_order_in_as_few_slots_as_needed() -> None:
     boxes = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
     valid = torch.tensor([[False, True, False, True, False], [True, False, False, False, False]])

