@@ -70,14 +70,21 @@ def verdict(value: float, anchor: str) -> str:
     return "yes" if met else f"**no**, off by {abs(value - target):.3f}"
 
 
-def versions_table(model_dir: Path) -> str:
-    """Every version in the model's folder, newest first, from its own manifest."""
-    rows = ["| version | what it is | trained | served by default |", "|---|---|---|---|"]
+def versions_table(model_dir: Path, headline: tuple[str, str]) -> str:
+    """Every version in the model's folder, newest first, from its own manifest, with its
+    ``headline`` (split, metric) figure: how a newer version compares on the same validation."""
+    split, metric = headline
+    rows = [
+        f"| version | what it is | {split} {metric} | trained | served by default |",
+        "|---|---|---|---|---|",
+    ]
     found = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
     for i, version in enumerate(found):
         manifest = Manifest.read(model_dir / str(version) / MANIFEST_FILE)
         date = manifest.provenance.date if manifest.provenance else ""
-        rows.append(f"| {version} | {manifest.description.split('. ')[0]} | {date} | "
+        figure = manifest.metrics.get(split, {}).get(metric)
+        rows.append(f"| {version} | {manifest.description.split('. ')[0]} | "
+                    f"{'' if figure is None else f'{figure:.4f}'} | {date} | "
                     f"{'yes' if i == 0 else f'with `version={version}`'} |")  # fmt: skip
     return "\n".join(rows)
 
@@ -92,6 +99,7 @@ def write_card(
     anchors: dict[str, str],
     architecture: str,
     limits: Sequence[str],
+    headline: tuple[str, str] = ("val", "loss"),
     selection: str = "",
     tests: str = "",
     extra: str = "",
@@ -129,7 +137,7 @@ def write_card(
 decoding, serving defaults) is in `{version}/manifest.json`.
 
 ## Versions
-{versions_table(path.parent)}
+{versions_table(path.parent, headline)}
 
 ## Data and terms
 {data}

@@ -198,8 +198,7 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
     results = {"val": evaluate_arrays(session, prep, val_crops, val_labels)}
     evaluate_test = cfg.evaluate_test and not cfg.imagefolder_root
     if evaluate_test:
-        test = data.kvasir_samples(data_root / "kvasir-seg", "test")
-        clinic = data.clinicdb_samples(data_root / "cvc-clinicdb", "test")
+        test, clinic = ship.test_splits(data_root).values()
         if cfg.dry_run:
             test, clinic = test[:3], clinic[:3]
         per = cfg.crops_per_image
@@ -213,7 +212,8 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
         "frame, seeded"
     )
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests = ship.test_evaluations(Path(cfg.out_dir), cfg.name, cfg.version, evaluate_test)
+    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, evaluate_test)
+    results = recorded | results
     network = f"EfficientNet-{cfg.encoder.capitalize()}"
     manifest = Manifest(
         task="classification",
@@ -270,6 +270,7 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
             f"validation loss. Input {size[0]}x{size[1]} stretched, x/255 normalised with mean "
             f"and std {list(mean)} / {list(std)}."
         ),
+        headline=("val", "roc_auc"),
         tests=ship.test_note(tests, ["kvasir_test_100_crops", "clinicdb_test_62_crops"]),
         limits=[
             "'no_polyp' crops come from frames that contain a polyp elsewhere: the model has "

@@ -178,8 +178,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     if hard.any():  # the part of validation that looks like the test splits' misses
         splits["val_hard"] = [s for s, h in zip(splits["val"], hard, strict=True) if h]
     if cfg.evaluate_test and not cfg.yolo_root:
-        splits["kvasir_test_100"] = data.kvasir_samples(data_root / "kvasir-seg", "test")
-        splits["clinicdb_test_62"] = data.clinicdb_samples(data_root / "cvc-clinicdb", "test")
+        splits |= ship.test_splits(data_root)
     if cfg.dry_run:
         splits = {k: v[:3] for k, v in splits.items()}
 
@@ -218,7 +217,8 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     n_anchors = int(served.centres.shape[0])
     dataset = "YOLO folder " + cfg.yolo_root if cfg.yolo_root else "Kvasir-SEG (Jha et al., 2020)"
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests = ship.test_evaluations(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
+    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
+    results = recorded | results
     manifest = Manifest(
         task="detection",
         name=cfg.name,
@@ -281,6 +281,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             "AP@0.5 is COCOeval's (pycocotools, 101-point); precision and recall are at the "
             f"serving threshold {thr} after NMS at IoU {cfg.iou_threshold}."
         ),
+        headline=("val", "ap50"),
         selection=ship.size_table(trials, "AP@0.5", chosen, cfg.max_latency_ms),
         tests=ship.test_note(tests, ["kvasir_test_100", "clinicdb_test_62"]),
         extra=export.export_note(max_diff, chosen.latency_ms),

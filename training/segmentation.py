@@ -170,8 +170,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
     val_ids = set(data.split_train_val([s.id for s in trainval], cfg.val_fraction, cfg.seed)[1])
     splits = {"kvasir_val": [s for s in trainval if s.id in val_ids]}
     if cfg.evaluate_test:
-        splits["kvasir_test_100"] = data.kvasir_samples(data_root / "kvasir-seg", "test")
-        splits["clinicdb_test_62"] = data.clinicdb_samples(data_root / "cvc-clinicdb", "test")
+        splits |= ship.test_splits(data_root)
     if cfg.dry_run:
         splits = {k: v[:3] for k, v in splits.items()}
 
@@ -198,7 +197,8 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
     for split, values in results.items():
         print(split, json.dumps(values))
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests = ship.test_evaluations(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
+    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
+    results = recorded | results
     manifest = Manifest(
         task="segmentation",
         name=cfg.name,
@@ -252,6 +252,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
             "Frames are stretched to the input square, x/255 normalised with mean and std "
             f"{list(mean)} / {list(std)} (the checkpoint's own)."
         ),
+        headline=("kvasir_val", "dice"),
         selection=ship.size_table(trials, "Dice", chosen, cfg.max_latency_ms),
         tests=ship.test_note(tests, ["kvasir_test_100", "clinicdb_test_62"]),
         extra=export.export_note(max_diff, chosen.latency_ms),

@@ -14,8 +14,17 @@ from pathlib import Path
 
 import torch
 
-from service.manifest import MANIFEST_FILE, Manifest
-from training import export
+from service.manifest import MANIFEST_FILE, Manifest, Metrics
+from training import data, export
+
+
+def test_splits(data_root: Path) -> dict[str, list[data.Sample]]:
+    """The held-out test splits of the image models: Kvasir-SEG's 100 PraNet test frames and
+    CVC-ClinicDB's 62 (another hospital, never trained on)."""
+    return {
+        "kvasir_test_100": data.kvasir_samples(data_root / "kvasir-seg", "test"),
+        "clinicdb_test_62": data.clinicdb_samples(data_root / "cvc-clinicdb", "test"),
+    }
 
 
 @dataclass(frozen=True)
@@ -68,14 +77,16 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
     ])  # fmt: skip
 
 
-def test_evaluations(out_dir: Path, name: str, version: int, evaluate_test: bool) -> int:
-    """How many runs have scored this version's test splits, this one included."""
+def test_record(out_dir: Path, name: str, version: int, evaluate_test: bool) -> tuple[int, Metrics]:
+    """How many runs have scored this version's test splits, this one included, and the figures
+    its manifest already records: a run that re-exports a shipped version without scoring keeps
+    them (the graph is the same, or ``export.write_model_dir`` refuses it)."""
     path = out_dir / name / str(version) / MANIFEST_FILE
-    before = 0
-    if path.is_file():
-        provenance = Manifest.read(path).provenance
-        before = provenance.test_evaluations if provenance is not None else 0
-    return before + int(evaluate_test)
+    if not path.is_file():
+        return int(evaluate_test), {}
+    manifest = Manifest.read(path)
+    before = manifest.provenance.test_evaluations if manifest.provenance is not None else 0
+    return before + int(evaluate_test), manifest.metrics
 
 
 def test_note(count: int, splits: Sequence[str]) -> str:

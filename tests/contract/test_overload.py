@@ -41,8 +41,10 @@ def test_four_times_the_capacity_loses_nothing(tiny_repo: Path, tmp_path: Path) 
         saturated = saturate(unbudgeted.url + "/v1/detect", frame, 5)
     finally:
         unbudgeted.stop()
+    # The light load's p99 runs near 50 ms on the 2-core machine (1080p decode included): the
+    # budget leaves it headroom, so only the overload is refused.
     server = LiveServer(
-        tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16", POLYPSERVE_LATENCY_BUDGET_MS="60"
+        tiny_repo, POLYPSERVE_MAX_QUEUE_SIZE="16", POLYPSERVE_LATENCY_BUDGET_MS="80"
     )
     try:
         server.wait_until_ready()

@@ -101,10 +101,8 @@ async def test_every_shipped_model_is_ready_with_its_metrics(shipped: httpx.Asyn
 
 
 @pytest.mark.parametrize(
-    ("route", "name"),
-    [("/v1/detect", "polyp-detector"), ("/v1/segment", "polyp-segmenter"),
-     ("/v1/classify", "polyp-classifier")],
-)  # fmt: skip
+    ("route", "name"), [("/v1/segment", "polyp-segmenter"), ("/v1/classify", "polyp-classifier")]
+)
 async def test_version_2_serves_by_default_and_a_pinned_version_1_still_answers(
     shipped: httpx.AsyncClient, route: str, name: str
 ) -> None:

@@ -108,7 +108,7 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
 def test_test_splits_are_scored_only_on_request_and_counted(data_root: Path, tmp_path: Path):
     """Training scores validation only; ``--evaluate-test`` on the frozen checkpoint adds the
     test splits, counts the scoring in the manifest and the card, and leaves the graph as it is;
-    other weights for a shipped version are refused."""
+    a re-export keeps the recorded figures; other weights for a shipped version are refused."""
     from training import segmentation
     from training.export import ShippedVersionError
 
@@ -128,6 +128,9 @@ def test_test_splits_are_scored_only_on_request_and_counted(data_root: Path, tmp
     assert scored["kvasir_val"] == trained["kvasir_val"]
     assert (version_dir / MODEL_FILE).read_bytes() == graph
     assert "were scored 2 times for this version" in (version_dir.parent / "README.md").read_text()
+    # re-exported without scoring (a card regenerated, say): the recorded figures stay
+    assert segmentation.main(frozen[:-1]) == scored
+    assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 2
     with pytest.raises(ShippedVersionError, match="new --version"):
         segmentation.main([*base, "--seed", "7", "--work-dir", str(tmp_path / "w7")])
     assert (version_dir / MODEL_FILE).read_bytes() == graph
