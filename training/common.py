@@ -25,9 +25,6 @@ from service.manifest import Provenance
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 MODELS_DIR = REPO_ROOT / "models"
-# ImageNet statistics: a sensible, documented normalisation for RGB images in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def seed_everything(seed: int) -> None:
