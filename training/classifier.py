@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from training.encoder import LiteEncoder, pretrained_network
+from training.encoder import LiteEncoder, build_network
 
 
 class LiteClassifier(nn.Module):
@@ -14,15 +14,10 @@ class LiteClassifier(nn.Module):
         self, variant: str, n_classes: int, dropout: float, pretrained: bool = True
     ) -> None:
         super().__init__()
-        self.encoder = LiteEncoder(variant, pretrained)
-        network = pretrained_network(variant) if pretrained else None
-        c_in = self.encoder.channels[-1]
-        head = nn.Conv2d(c_in, 1280, 1, bias=False)
-        norm = nn.BatchNorm2d(1280, momentum=0.01, eps=1e-3)
-        if network is not None:  # the checkpoint's own head, as ImageNet trained it
-            head, norm = network._conv_head, network._bn1
-            norm.momentum = 0.1  # as the encoder's: statistics that follow fine-tuning
-        self.head = nn.Sequential(head, norm, nn.ReLU6())
+        network = build_network(variant, pretrained)
+        self.encoder = LiteEncoder(network)
+        # the checkpoint's own 1x1 head convolution, as ImageNet trained it
+        self.head = nn.Sequential(network._conv_head, network._bn1, nn.ReLU6())
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1280, n_classes)
 

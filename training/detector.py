@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.encoder import LiteEncoder
+from training.encoder import LiteEncoder, build_network
 
 STRIDES = (8, 16, 32)
 # Box-size range per level, as the largest distance from a grid point to a box side (pixels).
@@ -36,7 +36,7 @@ class Detector(nn.Module):
         self, size: int, variant: str, neck: int, dropout: float, pretrained: bool = True
     ) -> None:
         super().__init__()
-        self.encoder = LiteEncoder(variant, pretrained)
+        self.encoder = LiteEncoder(build_network(variant, pretrained))
         self.lateral = nn.ModuleList([conv(c, neck, 1) for c in self.encoder.channels[1:]])
         self.smooth = nn.ModuleList([conv(neck, neck, 3) for _ in STRIDES])
         self.dropout = nn.Dropout2d(dropout)

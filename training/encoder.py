@@ -71,25 +71,31 @@ def pretrained_network(variant: str) -> EfficientNet:
     return network
 
 
-class LiteEncoder(nn.Module):
-    """Stem and MBConv blocks of a pretrained EfficientNet-Lite; ``forward`` returns the feature
-    maps at strides 4, 8, 16 and 32 (``channels`` gives their widths). The ImageNet head
-    (``_conv_head``, ``_fc``) is dropped: the v2 heads start from the pyramid."""
+def build_network(variant: str, pretrained: bool = True) -> EfficientNet:
+    """The network the v2 models are cut from: ImageNet weights (or random ones, for shape
+    tests), set up for fine-tuning."""
+    network = (
+        pretrained_network(variant)
+        if pretrained
+        else EfficientNet.from_name(f"efficientnet-{variant}")
+    )
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            # the checkpoint's TF momentum (0.99, i.e. torch's 0.01) makes the running
+            # statistics trail fine-tuning by hundreds of steps; torch's default follows
+            module.momentum = 0.1
+    return network
 
-    def __init__(self, variant: str = "lite0", pretrained: bool = True) -> None:
+
+class LiteEncoder(nn.Module):
+    """Stem and MBConv blocks of an EfficientNet-Lite (``build_network``); ``forward`` returns
+    the feature maps at strides 4, 8, 16 and 32 (``channels`` gives their widths). The ImageNet
+    head (``_conv_head``, ``_fc``) is not part of it: the v2 heads start from the pyramid."""
+
+    def __init__(self, network: EfficientNet) -> None:
         super().__init__()
-        network = (
-            pretrained_network(variant)
-            if pretrained
-            else EfficientNet.from_name(f"efficientnet-{variant}")
-        )
         self.stem = nn.Sequential(network._conv_stem, network._bn0, nn.ReLU6())
         self.blocks = network._blocks
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                # the checkpoint's TF momentum (0.99, i.e. torch's 0.01) makes the running
-                # statistics trail fine-tuning by hundreds of steps; torch's default follows
-                module.momentum = 0.1
         self.drop_connect_rate = float(network._global_params.drop_connect_rate or 0.0)
         # a pyramid level ends where the next block halves the resolution, and at the last block
         strides = [block._depthwise_conv.stride[0] for block in self.blocks]

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.encoder import LiteEncoder
+from training.encoder import LiteEncoder, build_network
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -30,7 +30,7 @@ class LiteUNet(nn.Module):
         self, variant: str, decoder: tuple[int, int, int], dropout: float, pretrained: bool = True
     ) -> None:
         super().__init__()
-        self.encoder = LiteEncoder(variant, pretrained)
+        self.encoder = LiteEncoder(build_network(variant, pretrained))
         c4, c8, c16, c32 = self.encoder.channels
         d16, d8, d4 = decoder
         self.dropout = nn.Dropout2d(dropout)

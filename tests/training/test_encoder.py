@@ -8,7 +8,7 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 
 from training.classifier import LiteClassifier
-from training.encoder import LiteEncoder, checkpoint, pretrained_network
+from training.encoder import LiteEncoder, build_network, checkpoint, pretrained_network
 
 # the encoder's own module names for the checkpoint's prefixes
 RENAMES = {"_conv_stem.": "stem.0.", "_bn0.": "stem.1.", "_blocks.": "blocks."}
@@ -40,7 +40,7 @@ def test_every_checkpoint_tensor_is_loaded_and_none_keeps_its_initial_value(pack
 
 
 def test_the_encoder_holds_the_checkpoints_stem_and_blocks(packaged) -> None:
-    encoder = LiteEncoder("lite0").state_dict()
+    encoder = LiteEncoder(build_network("lite0")).state_dict()
     expected = {}
     for key, value in packaged.items():
         for old, new in RENAMES.items():
@@ -58,7 +58,7 @@ def test_the_classifier_keeps_the_checkpoints_head_convolution(packaged) -> None
 
 
 def test_the_pyramid_has_strides_4_to_32_and_the_same_padding_at_any_multiple_of_32() -> None:
-    encoder = LiteEncoder("lite0").eval()
+    encoder = LiteEncoder(build_network("lite0")).eval()
     assert encoder.channels == [24, 40, 112, 320]
     # the reference's dynamic "same" padding, computed for each input, gives the same features
     dynamic = EfficientNet.from_name("efficientnet-lite0", image_size=None)
