@@ -194,9 +194,12 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.1f} ms (batch 1, 2 threads)")
 
     prep = Preprocessing(size=size, resize="stretch", mean=mean, std=std)
+    evaluate_test = cfg.evaluate_test and not cfg.imagefolder_root
+    tests, recorded = ship.test_record(
+        Path(cfg.out_dir), cfg.name, cfg.version, evaluate_test, onnx_path
+    )
     session = export.ort_session(onnx_path)
     results = {"val": evaluate_arrays(session, prep, val_crops, val_labels)}
-    evaluate_test = cfg.evaluate_test and not cfg.imagefolder_root
     if evaluate_test:
         test, clinic = ship.test_splits(data_root).values()
         if cfg.dry_run:
@@ -212,7 +215,6 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
         "frame, seeded"
     )
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, evaluate_test)
     results = recorded | results
     network = f"EfficientNet-{cfg.encoder.capitalize()}"
     manifest = Manifest(

@@ -207,6 +207,9 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {chosen.latency_ms:.1f} ms")
 
     prep = prep_at(chosen.size)
+    tests, recorded = ship.test_record(
+        Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test, onnx_path
+    )
     session = export.ort_session(onnx_path)
     results = {
         split: evaluate(session, prep, samples, cfg.score_threshold, cfg.iou_threshold)
@@ -217,7 +220,6 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     n_anchors = int(served.centres.shape[0])
     dataset = "YOLO folder " + cfg.yolo_root if cfg.yolo_root else "Kvasir-SEG (Jha et al., 2020)"
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
     results = recorded | results
     manifest = Manifest(
         task="detection",

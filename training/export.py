@@ -91,15 +91,22 @@ class ShippedVersionError(Exception):
     tomorrow, so new weights go to a new version."""
 
 
-def write_model_dir(out_dir: Path, onnx_path: Path, manifest: Manifest) -> Path:
-    """Copy the graph and write its manifest into ``out_dir/<name>/<version>/``; returns it.
-    The manifest of a shipped version may be rewritten (test figures added), its graph never."""
-    version_dir = out_dir / manifest.name / str(manifest.version)
+def refuse_other_weights(version_dir: Path, onnx_path: Path) -> None:
+    """Raise ShippedVersionError when ``version_dir`` already ships a graph other than
+    ``onnx_path``'s."""
     shipped = version_dir / MODEL_FILE
     if shipped.is_file() and shipped.read_bytes() != onnx_path.read_bytes():
         raise ShippedVersionError(
             f"{version_dir} already ships other weights; give the new model a new --version"
         )
+
+
+def write_model_dir(out_dir: Path, onnx_path: Path, manifest: Manifest) -> Path:
+    """Copy the graph and write its manifest into ``out_dir/<name>/<version>/``; returns it.
+    The manifest of a shipped version may be rewritten (test figures added), its graph never."""
+    version_dir = out_dir / manifest.name / str(manifest.version)
+    refuse_other_weights(version_dir, onnx_path)
+    shipped = version_dir / MODEL_FILE
     version_dir.mkdir(parents=True, exist_ok=True)
     if onnx_path.resolve() != shipped.resolve():
         shutil.copyfile(onnx_path, shipped)

@@ -192,12 +192,14 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {chosen.latency_ms:.1f} ms")
 
     prep = prep_at(chosen.size)
+    tests, recorded = ship.test_record(
+        Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test, onnx_path
+    )
     session = export.ort_session(onnx_path)
     results = {split: evaluate(session, prep, samples) for split, samples in splits.items()}
     for split, values in results.items():
         print(split, json.dumps(values))
     checkpoint = encoder.checkpoint(cfg.encoder)
-    tests, recorded = ship.test_record(Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test)
     results = recorded | results
     manifest = Manifest(
         task="segmentation",

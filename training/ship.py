@@ -77,11 +77,16 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
     ])  # fmt: skip
 
 
-def test_record(out_dir: Path, name: str, version: int, evaluate_test: bool) -> tuple[int, Metrics]:
+def test_record(
+    out_dir: Path, name: str, version: int, evaluate_test: bool, onnx_path: Path
+) -> tuple[int, Metrics]:
     """How many runs have scored this version's test splits, this one included, and the figures
-    its manifest already records: a run that re-exports a shipped version without scoring keeps
-    them (the graph is the same, or ``export.write_model_dir`` refuses it)."""
-    path = out_dir / name / str(version) / MANIFEST_FILE
+    its manifest already records. Called before any test split is scored: a graph other than
+    the shipped one is refused here (``export.ShippedVersionError``), so a refused run never
+    looks at the test splits; a re-export of the same graph without scoring keeps the figures."""
+    version_dir = out_dir / name / str(version)
+    export.refuse_other_weights(version_dir, onnx_path)
+    path = version_dir / MANIFEST_FILE
     if not path.is_file():
         return int(evaluate_test), {}
     manifest = Manifest.read(path)

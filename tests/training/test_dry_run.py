@@ -13,6 +13,7 @@ import pytest
 
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from tests.training.conftest import make_imagefolder, make_yolo
+from training import data as datasets
 
 CASES = [
     ("classification", "polyp-classifier"),
@@ -105,10 +106,13 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
     assert len(commands) == 2 and "--epochs 0" not in commands[0] and "--epochs 0" in commands[1]
 
 
-def test_test_splits_are_scored_only_on_request_and_counted(data_root: Path, tmp_path: Path):
+def test_test_splits_are_scored_only_on_request_and_counted(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Training scores validation only; ``--evaluate-test`` on the frozen checkpoint adds the
     test splits, counts the scoring in the manifest and the card, and leaves the graph as it is;
-    a re-export keeps the recorded figures; other weights for a shipped version are refused."""
+    a re-export keeps the recorded figures; other weights for a shipped version are refused
+    before any test split is scored."""
     from training import segmentation
     from training.export import ShippedVersionError
 
@@ -131,9 +135,21 @@ def test_test_splits_are_scored_only_on_request_and_counted(data_root: Path, tmp
     # re-exported without scoring (a card regenerated, say): the recorded figures stay
     assert segmentation.main(frozen[:-1]) == scored
     assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 2
+    scored_ids: list[str] = []
+    evaluate = segmentation.evaluate
+
+    def recording_evaluate(session, prep, samples):
+        scored_ids.extend(sample.id for sample in samples)
+        return evaluate(session, prep, samples)
+
+    monkeypatch.setattr(segmentation, "evaluate", recording_evaluate)
+    test_ids = {s.id for s in datasets.kvasir_samples(data_root / "kvasir-seg", "test")}
     with pytest.raises(ShippedVersionError, match="new --version"):
-        segmentation.main([*base, "--seed", "7", "--work-dir", str(tmp_path / "w7")])
+        segmentation.main([*base, "--seed", "7", "--work-dir", str(tmp_path / "w7"),
+                           "--evaluate-test"])  # fmt: skip
+    assert scored_ids and not test_ids & set(scored_ids), "test frames scored before refusal"
     assert (version_dir / MODEL_FILE).read_bytes() == graph
+    assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 2
 
 
 def forecasting_module_eps() -> float:
