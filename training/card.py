@@ -70,22 +70,26 @@ def verdict(value: float, anchor: str) -> str:
     return "yes" if met else f"**no**, off by {abs(value - target):.3f}"
 
 
-def versions_table(model_dir: Path, headline: tuple[str, str]) -> str:
+def versions_table(model_dir: Path, headline: tuple[str, str] | None) -> str:
     """Every version in the model's folder, newest first, from its own manifest, with its
-    ``headline`` (split, metric) figure: how a newer version compares on the same validation."""
-    split, metric = headline
+    ``headline`` (split, metric) figure when given: how a newer version compares on the same
+    validation."""
+    figure_column = f" {headline[0]} {headline[1]} |" if headline else ""
     rows = [
-        f"| version | what it is | {split} {metric} | trained | served by default |",
-        "|---|---|---|---|---|",
+        f"| version | what it is |{figure_column} trained | served by default |",
+        "|---|---|" + ("---|" if headline else "") + "---|---|",
     ]
     found = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
     for i, version in enumerate(found):
         manifest = Manifest.read(model_dir / str(version) / MANIFEST_FILE)
         date = manifest.provenance.date if manifest.provenance else ""
-        figure = manifest.metrics.get(split, {}).get(metric)
-        rows.append(f"| {version} | {manifest.description.split('. ')[0]} | "
-                    f"{'' if figure is None else f'{figure:.4f}'} | {date} | "
-                    f"{'yes' if i == 0 else f'with `version={version}`'} |")  # fmt: skip
+        figure = ""
+        if headline:
+            value = manifest.metrics.get(headline[0], {}).get(headline[1])
+            figure = f" {'' if value is None else f'{value:.4f}'} |"
+        served = "yes" if i == 0 else f"with `version={version}`"
+        rows.append(f"| {version} | {manifest.description.split('. ')[0]} |{figure} {date} | "
+                    f"{served} |")  # fmt: skip
     return "\n".join(rows)
 
 
@@ -99,7 +103,7 @@ def write_card(
     anchors: dict[str, str],
     architecture: str,
     limits: Sequence[str],
-    headline: tuple[str, str] = ("val", "loss"),
+    headline: tuple[str, str] | None = None,
     selection: str = "",
     tests: str = "",
     extra: str = "",

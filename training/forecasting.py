@@ -291,7 +291,7 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
     )
     version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
     model_dir = version_dir.parent
-    card.plot_curve(history, model_dir / "training_curve.png", "LSTM, pinball loss")
+    card.plot_curve(history, version_dir / "training_curve.png", "LSTM, pinball loss")
     n_rdatasets = sum(len(names) for names in series.RDATASETS.values())
     rows = ["| series | hybrid, this recipe | AR(p), AIC | naive / seasonal naive | "
             "BASELINES.md AR(p) |", "|---|---|---|---|---|"]  # fmt: skip

