@@ -66,18 +66,6 @@ def test_mosaic_with_probability_zero_only_pads_the_boxes() -> None:
     assert out_valid[:, :2].all() and not out_valid[:, 2:].any()
 
 
-def _squares(n: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-    """Frames holding one flat square polyp each, a distinct value and aspect ratio per frame."""
-    images, masks = torch.zeros(n, 1, *size), torch.zeros(n, 1, *size)
-    boxes, valid = torch.zeros(n, 2, 4), torch.zeros(n, 2, dtype=torch.bool)
-    for i in range(n):
-        x1, y1, bw, bh = 4 + 6 * i, 3 + 5 * i, 30 - 3 * i, 14 + 2 * i
-        images[i, :, y1 : y1 + bh, x1 : x1 + bw] = (i + 1) / 10
-        masks[i, :, y1 : y1 + bh, x1 : x1 + bw] = 1.0
-        boxes[i, 0], valid[i, 0] = torch.tensor([x1, y1, x1 + bw, y1 + bh]), True
-    return images, masks, boxes, valid
-
-
 def test_compact_keeps_the_valid_boxes_in_order_in_as_few_slots_as_needed() -> None:
     boxes = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
     valid = torch.tensor([[False, True, False, True, False], [True, False, False, False, False]])
