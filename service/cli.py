@@ -29,10 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     repository.add_argument("action", choices=["index", "load", "unload"])
     repository.add_argument("name", nargs="?", help="model name (load, unload)")
     repository.add_argument("--url", default="http://127.0.0.1:8000", help="service address")
+    repository.add_argument(
+        "--key-env",
+        default="POLYPSERVE_ADMIN_KEY",
+        help="environment variable holding the key to present (load and unload need an admin "
+        "key); default: POLYPSERVE_ADMIN_KEY",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "repository":
-        return _control(args.action, args.name, args.url)
+        return _control(args.action, args.name, args.url, os.environ.get(args.key_env))
     flags = {
         field: getattr(args, field)
         for field in ("host", "port", "models_dir", "workers")
@@ -77,7 +83,7 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
-def _control(action: str, name: str | None, url: str) -> int:
+def _control(action: str, name: str | None, url: str, key: str | None) -> int:
     """Call Triton's model repository API of a running service (the same routes tritonclient
     uses) and print its answer."""
     import httpx
@@ -87,7 +93,8 @@ def _control(action: str, name: str | None, url: str) -> int:
         return 2
     path = "/v2/repository/index" if action == "index" else f"/v2/repository/models/{name}/{action}"
     try:
-        response = httpx.post(url.rstrip("/") + path, timeout=120.0)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = httpx.post(url.rstrip("/") + path, headers=headers, timeout=120.0)
     except httpx.TransportError as exc:
         print(f"cannot reach {url}: {exc}", file=sys.stderr)
         return 1

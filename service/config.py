@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.manifest import Task
@@ -71,8 +71,12 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from a browser (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
 
-    # Triton's model repository API (index, load, unload) under /v2/repository.
-    model_control: bool = True
+    # Loading and unloading models over /v2/repository/models/*: off unless an operator turns
+    # it on (Triton's default control mode is "none"), and then only with an admin key, which
+    # must differ from every inference key. The read-only index is an inference route.
+    model_control: bool = False
+    admin_keys: list[SecretStr] = Field(default_factory=list)
+    admin_keys_file: Path | None = None
 
     # Freed memory the C allocator keeps for the next request instead of page-faulting it in
     # again (service.memory; glibc only); 0 leaves the allocator's defaults.
@@ -96,3 +100,12 @@ class Settings(BaseSettings):
     # The stream: concurrent WebSocket sessions, and bytes per frame message.
     max_stream_sessions: int = Field(8, gt=0)
     max_frame_bytes: int = Field(8 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _model_control_needs_an_admin_key(self) -> Settings:
+        if self.model_control and not (self.admin_keys or self.admin_keys_file):
+            raise ValueError(
+                "POLYPSERVE_MODEL_CONTROL needs an admin key: set POLYPSERVE_ADMIN_KEYS "
+                "or POLYPSERVE_ADMIN_KEYS_FILE"
+            )
+        return self

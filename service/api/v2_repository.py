@@ -1,5 +1,8 @@
 """Triton's model repository extension: index, load (also reload) and unload.
 
+Load and unload exist only when an operator turns model control on, and need an admin key
+(``service.api.auth``); the index is read-only and always there.
+
 A reload builds the new versions beside the old and swaps them in one step: requests already
 holding the old versions finish on them, new requests get the new. The old versions are retired
 once no request can still be on its way to them.
@@ -42,7 +45,9 @@ async def _retire(versions: dict[int, ModelVersion] | None, grace_s: float) -> N
 
 def _check_enabled(enabled: bool) -> None:
     if not enabled:
-        raise ModelNotFoundError("the model control API is turned off (POLYPSERVE_MODEL_CONTROL)")
+        raise ModelNotFoundError(
+            "model control is turned off (POLYPSERVE_MODEL_CONTROL; it needs an admin key)"
+        )
 
 
 async def _read_options(request: Request) -> dict[str, Any]:
@@ -59,10 +64,7 @@ async def _read_options(request: Request) -> dict[str, Any]:
 
 
 @router.post("/index")
-async def repository_index(
-    request: Request, registry: RegistryDep, settings: SettingsDep
-) -> list[dict[str, object]]:
-    _check_enabled(settings.model_control)
+async def repository_index(request: Request, registry: RegistryDep) -> list[dict[str, object]]:
     options = await _read_options(request)
     index = registry.repository_index()
     if options.get("ready"):

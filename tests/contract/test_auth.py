@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from service.api.auth import access_of
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import app_client
+from tests.conftest import REPO_ROOT, app_client
 from tests.contract.stream_clients import in_process_stream
 from tests.images import encode, solid_rgb
 
@@ -62,6 +64,49 @@ async def test_both_rotated_keys_and_both_header_styles_work(http: httpx.AsyncCl
         assert response.status_code == 200
 
 
+ADMIN_KEY = "admin-key-0123456789"
+UNLOAD = "/v2/repository/models/tiny-classifier/unload"
+
+
+async def test_model_control_needs_the_admin_key_not_an_inference_key(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    settings = _settings(tiny_repo, tmp_path, model_control=True, admin_keys=[ADMIN_KEY])
+    async with app_client(settings) as client:
+        missing = await client.post(UNLOAD)
+        assert missing.status_code == 401 and missing.json()["error"] == "an admin key is required"
+        for key in KEYS:
+            refused = await client.post(UNLOAD, headers={"X-API-Key": key})
+            assert refused.status_code == 403
+            assert refused.json()["error"] == "model control needs an admin key"
+        assert (await client.post(UNLOAD, headers={"X-API-Key": "guess"})).status_code == 403
+        assert (await client.get("/v2/health/ready")).status_code == 200  # nothing unloaded
+        # the admin key opens inference routes too, and then model control
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        listed = await client.post("/v2/repository/index", headers=admin)
+        assert listed.status_code == 200
+        unloaded = await client.post(UNLOAD, headers=admin)
+        assert unloaded.status_code == 200 and unloaded.json()["unloaded"] is True
+
+
+async def test_model_control_needs_an_admin_key_even_when_inference_is_open(
+    tiny_repo: Path,
+) -> None:
+    settings = Settings(models_dir=tiny_repo, model_control=True, admin_keys=[ADMIN_KEY])  # type: ignore[list-item]
+    async with app_client(settings) as client:
+        detect = await client.post("/v1/detect", content=RED, headers={"content-type": "image/png"})
+        assert detect.status_code == 200
+        assert (await client.post(UNLOAD)).status_code == 401
+
+
+def test_an_admin_key_must_differ_from_the_inference_keys(tiny_repo: Path) -> None:
+    settings = Settings(
+        models_dir=tiny_repo, api_keys=["same-key-0123"], admin_keys=["same-key-0123"]
+    )  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="must not also be an inference key"):
+        TestClient(create_app(settings)).__enter__()
+
+
 @pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/metrics", "/", "/v2"])
 async def test_health_metrics_and_viewer_stay_open(http: httpx.AsyncClient, path: str) -> None:
     assert (await http.get(path)).status_code == 200
@@ -102,3 +147,34 @@ def test_the_stream_authenticates_at_the_handshake(tiny_repo: Path, tmp_path: Pa
             assert refused.value.code == 1008
         with in_process_stream(client, f"api_key={KEYS[1]}") as stream:
             assert stream.receive()["type"] == "ready"
+
+
+def _readme_access_table() -> dict[str, str]:
+    """``METHOD /path`` -> the key column of the README's "Who may call what" table."""
+    text = (REPO_ROOT / "README.md").read_text().split("### Who may call what", 1)[1]
+    rows = text.split("\n\n")[2].splitlines()[2:]
+    table = {}
+    for row in rows:
+        routes, key = row.strip("|").split("|")
+        for route in re.findall(r"`([A-Z]+ /[^`]*)`", routes):
+            table[route] = key.strip()
+    return table
+
+
+def test_the_readme_lists_every_route_with_the_key_it_needs(tiny_repo: Path) -> None:
+    app = create_app(Settings(models_dir=tiny_repo))
+    routes = [f"{method.upper()} {path}" for path, operations in app.openapi()["paths"].items()
+              for method in operations]  # fmt: skip
+    routes += ["WS /v1/stream", "GET /", "GET /demo", "GET /static/*", "GET /docs",
+               "GET /docs/oauth2-redirect", "GET /redoc", "GET /openapi.json"]  # fmt: skip
+    table = _readme_access_table()
+    expected = {"none": "open", "inference": "inference", "admin": "admin"}
+    for route in routes:
+        method, path = route.split(" ", 1)
+        listed = f"{method} {path.replace('/versions/{version}', '')}"
+        assert listed in table, f"{route} is missing from the README's access table"
+        key = table[listed].split(";")[0].split(",")[0]
+        assert access_of(path.replace("*", "viewer.js"), False) == expected[key], route
+    assert table["GET /metrics"].startswith("none; an inference key")
+    assert access_of("/metrics", True) == "inference"
+    assert set(table) <= {r.replace("/versions/{version}", "") for r in routes}, "stale rows"

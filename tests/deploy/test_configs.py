@@ -101,3 +101,12 @@ def test_dashboard_and_prometheus_use_metrics_the_service_exports() -> None:
     }
     assert used and used <= _exported_series(), used - _exported_series()
     assert "dns_sd_configs" in (DOCKER / "prometheus.yml").read_text()
+
+
+def test_shipped_deployments_keep_model_control_closed() -> None:
+    """Every shipped deployment binds 0.0.0.0; none may open load/unload (off by default)."""
+    files = [REPO_ROOT / "Dockerfile", DOCKER / "compose.yaml", DOCKER / "polypserve.env",
+             *sorted((DOCKER / "k8s").glob("*.yaml"))]  # fmt: skip
+    for path in files:
+        text = path.read_text().lower()
+        assert "model_control" not in text and "admin_key" not in text, path
