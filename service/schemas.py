@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from service.tasks.forecasting import MissingPolicy
+from service.tasks.forecasting import Frequency, MissingPolicy
+
+
+def _encodable(text: str) -> str:
+    # JSON may carry a lone surrogate ("\ud800"); no UTF-8 answer could echo it back.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+# A client's string that the service echoes back (ids, model names).
+Text = Annotated[str, Field(max_length=256), AfterValidator(_encodable)]
 
 
 class ModelRef(BaseModel):
@@ -69,17 +82,17 @@ class ImageResponse(BaseModel):
 class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None
+    id: Text | None = None
     values: list[float | None] = Field(min_length=1)
     start: datetime | None = Field(None, description="timestamp of the first value")
-    freq: str | None = Field(None, description="step between values: s, min, h, D, W, MS, QS, YS")
+    freq: Frequency | None = Field(None, description="step between values")
     missing: MissingPolicy = "error"
 
 
 class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = None
+    model: Text | None = None
     version: int | None = Field(None, ge=1)
     horizon: int = Field(ge=1)
     series: list[SeriesIn] = Field(min_length=1)

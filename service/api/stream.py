@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from service import client_json
 from service.config import Settings
 from service.errors import InvalidInputError, PolypServeError
 from service.metrics import ServiceMetrics, observe_stream_message
@@ -144,9 +145,9 @@ async def _receive_loop(
                 await send({"type": "error", **exc.to_dict()})
             continue
         try:
-            command = json.loads(message.get("text") or "")
+            command = client_json.parse(message.get("text") or "", "the text message")
             kind = command.get("type") if isinstance(command, dict) else None
-        except json.JSONDecodeError:
+        except InvalidInputError:
             kind = None
         if kind == "report":
             await send(session.report())

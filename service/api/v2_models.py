@@ -192,8 +192,12 @@ async def _infer(request: Request, model: ModelVersion, settings: Settings) -> R
             await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes
         )
         header_length = request.headers.get("inference-header-content-length")
-        if header_length is not None and not is_whole_number(header_length):
-            raise InvalidInputError("Inference-Header-Content-Length must be a whole number")
+        if header_length is not None and not (
+            is_whole_number(header_length) and len(header_length) <= 18
+        ):
+            raise InvalidInputError(
+                "Inference-Header-Content-Length must be a whole number of at most 18 digits"
+            )
         parsed = parse_request(
             body, None if header_length is None else int(header_length), model.manifest
         )

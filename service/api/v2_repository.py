@@ -11,12 +11,12 @@ once no request can still be on its way to them.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request
 
+from service import client_json
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidInputError, ModelNotFoundError
@@ -54,10 +54,7 @@ async def _read_options(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         return {}
-    try:
-        options = json.loads(body)
-    except json.JSONDecodeError:
-        raise InvalidInputError("the request body is not JSON") from None
+    options = client_json.parse(body, "the request body")
     if not isinstance(options, dict):
         raise InvalidInputError("the request body must be a JSON object")
     return options

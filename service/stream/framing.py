@@ -13,9 +13,11 @@ the frame's result, so a client can match results to frames and measure its own 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 
+from service import client_json
 from service.errors import InvalidInputError
 
 MAX_HEADER_BYTES = 4096
@@ -37,18 +39,17 @@ def parse_frame_message(message: bytes) -> FramePayload:
     (length,) = struct.unpack(">I", message[:4])
     if length > MAX_HEADER_BYTES or 4 + length > len(message):
         raise InvalidInputError(f"invalid frame header length {length}")
-    try:
-        header = json.loads(message[4 : 4 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInputError("the frame header is not JSON") from None
+    header = client_json.parse(message[4 : 4 + length], "the frame header")
     if not isinstance(header, dict):
         raise InvalidInputError("the frame header must be a JSON object")
     frame_id = header.get("frame_id")
     timestamp = header.get("timestamp")
     if frame_id is not None and not isinstance(frame_id, str | int):
         raise InvalidInputError("frame_id must be a string or an integer")
-    if timestamp is not None and not isinstance(timestamp, int | float):
-        raise InvalidInputError("timestamp must be a number")
+    if timestamp is not None and not (
+        isinstance(timestamp, int | float) and math.isfinite(timestamp)
+    ):
+        raise InvalidInputError("timestamp must be a finite number")
     return FramePayload(message[4 + length :], frame_id, timestamp)
 
 

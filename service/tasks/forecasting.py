@@ -13,6 +13,7 @@ from service.errors import InvalidParameterError
 from service.tasks import autoregressive
 
 MissingPolicy = Literal["error", "interpolate", "ffill"]
+Frequency = Literal["s", "min", "h", "D", "W", "MS", "QS", "YS"]
 
 _FIXED_STEPS = {
     "s": timedelta(seconds=1),
@@ -87,13 +88,23 @@ def unstandardise(forecast: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def future_timestamps(start: datetime, freq: str, observed: int, horizon: int) -> list[str]:
-    """ISO timestamps of the ``horizon`` steps after ``observed`` values starting at ``start``."""
-    if freq in _FIXED_STEPS:
-        step = _FIXED_STEPS[freq]
-        return [(start + step * (observed + k)).isoformat() for k in range(horizon)]
-    if freq in _MONTH_STEPS:
-        months = _MONTH_STEPS[freq]
-        return [_add_months(start, months * (observed + k)).isoformat() for k in range(horizon)]
+    """ISO timestamps of the ``horizon`` steps after ``observed`` values starting at ``start``.
+
+    Python's calendar ends with year 9999: a series whose forecast would run past it has no
+    timestamps to give, which is the client's to fix (422), not a failure of the service's.
+    """
+    try:
+        if freq in _FIXED_STEPS:
+            step = _FIXED_STEPS[freq]
+            return [(start + step * (observed + k)).isoformat() for k in range(horizon)]
+        if freq in _MONTH_STEPS:
+            months = _MONTH_STEPS[freq]
+            return [_add_months(start, months * (observed + k)).isoformat() for k in range(horizon)]
+    except (OverflowError, ValueError):
+        raise InvalidParameterError(
+            f"the forecast's timestamps run past {datetime.max.year} (start {start.isoformat()}, "
+            f"{observed} values and {horizon} steps of '{freq}')"
+        ) from None
     raise InvalidParameterError(f"unknown freq '{freq}'", supported=list(FREQUENCIES))
 
 

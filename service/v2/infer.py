@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.manifest import Manifest, TensorSpec
+from service.schemas import Text
 from service.v2.tensors import (
     FROM_ELEMENT_TYPE,
     datatype_of,
@@ -31,21 +32,33 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# A dimension numpy can index; the product is bounded separately (service.v2.tensors).
+Dim = Annotated[int, Field(ge=0, lt=2**31)]
+
+
 class InputTensor(_Loose):
-    name: str
-    shape: list[int]
+    name: Text
+    shape: list[Dim] = Field(max_length=16)
     datatype: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     data: Any = None
 
 
 class OutputRequest(_Loose):
-    name: str
+    name: Text
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _top_classes(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        top = parameters.get("classification")
+        if top is not None and (type(top) is not int or top < 1):
+            raise ValueError("classification is the number of top classes, a whole number >= 1")
+        return parameters
 
 
 class InferRequestBody(_Loose):
-    id: str | None = None
+    id: Text | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: list[InputTensor] = Field(min_length=1)
     outputs: list[OutputRequest] | None = None
@@ -128,6 +141,8 @@ def _raw_request(body: bytes, manifest: Manifest) -> ParsedRequest:
         shape = [len(body) // row_bytes, *fixed]
     else:
         raise InvalidInputError(f"input '{spec.name}': {len(body)} bytes is no whole batch")
+    if not body:
+        raise InvalidInputError(f"input '{spec.name}': the body is empty")
     tensor = from_binary(spec.name, datatype, shape, body)
     outputs = [OutputRequest(name=n) for n in manifest.output_names()]
     return ParsedRequest(None, {spec.name: tensor}, outputs, binary_default=True)
@@ -156,6 +171,8 @@ def _check_tensor(name: str, array: np.ndarray, given: InputTensor, spec: Tensor
     ):
         wanted = [-1 if d is None else d for d in spec.shape]
         raise InvalidInputError(f"input '{name}': shape {list(array.shape)}, expected {wanted}")
+    if array.size == 0:
+        raise InvalidInputError(f"input '{name}': shape {list(array.shape)} holds no elements")
 
 
 def build_response(
@@ -188,7 +205,7 @@ def build_response(
     }  # fmt: skip
     if request.id is not None:
         response["id"] = request.id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

@@ -6,6 +6,7 @@ JSON as strings. Binary tensor data is always row-major and little-endian.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -52,6 +53,7 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarr
                 flat = np.asarray(data, dtype=dtype).reshape(-1)
     except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
         raise InvalidInputError(f"input '{name}': data does not fit {datatype}: {exc}") from None
+    _check_finite(name, flat)
     if flat.size != count:
         raise InvalidInputError(
             f"input '{name}': {flat.size} values given for shape {shape} ({count} expected)"
@@ -73,7 +75,9 @@ def from_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> np.nd
             f"input '{name}': {len(raw)} bytes given, shape {shape} of {datatype} needs "
             f"{count * dtype.itemsize}"
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    _check_finite(name, array)
+    return array
 
 
 def to_binary(array: np.ndarray) -> bytes:
@@ -87,11 +91,21 @@ def to_binary(array: np.ndarray) -> bytes:
 
 
 def to_json_data(array: np.ndarray) -> list[Any]:
-    """Flat row-major ``data`` for a JSON response."""
+    """Flat row-major ``data`` for a JSON response; a non-finite float (which strict JSON cannot
+    write) is ``null`` there, and exact in binary outputs."""
     if array.dtype == np.object_:
         return [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in array.flat]
-    values: list[Any] = array.reshape(-1).tolist()
+    flat = array.reshape(-1)
+    values: list[Any] = flat.tolist()
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        values = [v if math.isfinite(v) else None for v in values]
     return values
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    # NaN or infinity in an input only ever comes back as NaN in the outputs
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInputError(f"input '{name}' holds NaN or infinity")
 
 
 def _dtype(name: str, datatype: str) -> np.dtype[Any]:
@@ -100,10 +114,18 @@ def _dtype(name: str, datatype: str) -> np.dtype[Any]:
     return DATATYPES[datatype]
 
 
+# More elements than any request body could carry at one byte each (and than numpy's int64
+# shape arithmetic can multiply without wrapping).
+MAX_ELEMENTS = 2**31
+
+
 def _element_count(name: str, shape: list[int]) -> int:
     if any(not isinstance(d, int) or d < 0 for d in shape):
         raise InvalidInputError(f"input '{name}': invalid shape {shape}")
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise InvalidInputError(f"input '{name}': shape {shape} holds over {MAX_ELEMENTS} elements")
+    return count
 
 
 def _flatten(data: Any) -> list[Any]:

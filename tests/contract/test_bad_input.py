@@ -72,7 +72,40 @@ FORECAST_CORPUS: list[tuple[str, bytes, int]] = [
     ("horizon 1e9", b'{"horizon": 1000000000, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}',
      422),
     ("malformed", b'{"horizon": 1, "series": [', 422),
+    *[(f"timestamps past 9999 ({freq})", json.dumps({"horizon": 1, "series": [
+        {"values": [1.0] * 40, "start": "9999-12-01", "freq": freq}]}).encode(), 422)
+      for freq in ("D", "MS", "YS")],
+    ("unknown freq", b'{"horizon": 1, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8], '
+     b'"start": "2020-01-01", "freq": "fortnight"}]}', 422),
+    ("lone surrogate id", b'{"horizon": 1, "series": [{"id": "\\ud800", '
+     b'"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
+    ("lone surrogate model", b'{"model": "\\udfff", "horizon": 1, '
+     b'"series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
     ("huge", b'{"horizon": 1, "pad": "' + b"x" * (21 * 1024 * 1024) + b'"}', 413),
+]  # fmt: skip
+
+
+def _infer_body(shape: list[int], **output_parameters: object) -> bytes:
+    images = {"name": "images", "shape": shape, "datatype": "FP32", "data": [0.0] * 3072}
+    outputs = [{"name": "logits", "parameters": output_parameters}]
+    return json.dumps({"inputs": [images], "outputs": outputs}).encode()
+
+
+INFER = "/v2/models/tiny-classifier/infer"
+# (name, path, body, headers, status): v2 and repository requests that once reached a 500
+V2_CORPUS: list[tuple[str, str, bytes, dict[str, str], int]] = [
+    ("shape product past int64", INFER, _infer_body([2**62, 4]), {}, 400),
+    ("dimension past uint64", INFER, _infer_body([2**64]), {}, 400),
+    ("zero-size batch", INFER, _infer_body([0, 3, 32, 32]), {}, 400),
+    ("raw binary, empty", INFER, b"", {"Inference-Header-Content-Length": "0"}, 400),
+    ("5 000-digit header length", INFER, b"{}", {"Inference-Header-Content-Length": "9" * 5000},
+     400),
+    ("classification -1", INFER, _infer_body([1, 3, 32, 32], classification=-1), {}, 400),
+    ("classification 'abc'", INFER, _infer_body([1, 3, 32, 32], classification="abc"), {}, 400),
+    ("NaN input", INFER, _infer_body([1, 3, 32, 32]).replace(b"0.0", b"NaN", 1), {}, 400),
+    ("index, not UTF-8", "/v2/repository/index", b"\xff\xfe{}", {}, 400),
+    ("index, 100 000 [", "/v2/repository/index", b"[" * 100_000, {}, 400),
+    ("infer, 100 000 [", INFER, b"[" * 100_000, {}, 400),
 ]  # fmt: skip
 
 
@@ -97,6 +130,9 @@ def test_the_whole_corpus_gets_clear_answers_and_memory_returns(server: LiveServ
                          "/v1/detect?model=unknown"):  # fmt: skip
                 response = client.post(path, content=RED, headers={"content-type": "image/png"})
                 answers.append((path, response.status_code, 404, response.json()))
+            for name, path, body, headers, status in V2_CORPUS:
+                response = client.post(path, content=body, headers=headers)
+                answers.append((name, response.status_code, status, response.json()))
             fields = [("field", (None, "x")) for _ in range(1000)]
             many = client.post("/v1/classify", files=[*fields, ("image", ("a.png", RED))])
             answers.append(("1000 fields", many.status_code, 400, many.json()))
