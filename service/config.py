@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # The stream: concurrent WebSocket sessions, and bytes per frame message.
     max_stream_sessions: int = Field(8, gt=0)
     max_frame_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Seconds a session may go without a message from its client (a ping answered is not one)
+    # before it gets its report and a 1001 close: idle clients cannot hold the sessions.
+    stream_idle_timeout_s: float = Field(60.0, gt=0.0)
 
     @model_validator(mode="after")
     def _model_control_needs_an_admin_key(self) -> Settings:

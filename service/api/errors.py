@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from service.errors import PolypServeError
 from service.logs import REQUEST_ID
@@ -40,8 +41,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": message, "detail": problems}, status_code=422)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+# nginx's status for "client closed request": what a request whose client left mid-body is
+# counted under in /metrics (it reaches no client).
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    token = REQUEST_ID.set(getattr(request.state, "request_id", None))
+    try:
+        logger.info("client disconnected before its request body arrived: %s %s",
+                    request.method, request.url.path)  # fmt: skip
+    finally:
+        REQUEST_ID.reset(token)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's own body parsing wraps it
+        return await _client_disconnected(request, exc.__cause__)
     return JSONResponse(
         {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
     )
@@ -61,4 +79,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PolypServeError, _polypserve_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -112,27 +113,51 @@ async def stream(websocket: WebSocket) -> None:
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))
     session.start()
+    idle = IdleWatch(settings.stream_idle_timeout_s, session)
     try:
         await send({
             "type": "ready", "model": {"name": model.name, "version": model.version},
             "smoothing": smoothing.model_dump(), "max_frame_bytes": settings.max_frame_bytes,
         })  # fmt: skip
-        await _receive_loop(websocket, session, send, settings.max_frame_bytes)
+        await _receive_loop(websocket, session, send, settings.max_frame_bytes, idle)
     except WebSocketDisconnect:
         pass
     finally:
+        idle.cancel()
         sessions.discard(session)
         metrics.stream_sessions.set(len(sessions))
         await session.stop()
 
 
+class IdleWatch:
+    """Closes the session (report, then 1001) once its client has sent nothing for
+    ``timeout_s``; the receive loop then sees the disconnect, as for any close."""
+
+    def __init__(self, timeout_s: float, session: StreamSession) -> None:
+        self.timeout_s = timeout_s
+        self.last_message = time.monotonic()
+        self._task = asyncio.create_task(self._watch(session))
+
+    def touch(self) -> None:
+        self.last_message = time.monotonic()
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def _watch(self, session: StreamSession) -> None:
+        while (left := self.last_message + self.timeout_s - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        await session.close(GOING_AWAY, f"idle: no message for {self.timeout_s:g} s")
+
+
 async def _receive_loop(
-    websocket: WebSocket, session: StreamSession, send: Any, max_frame_bytes: int
+    websocket: WebSocket, session: StreamSession, send: Any, max_frame_bytes: int, idle: IdleWatch
 ) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        idle.touch()
         if message.get("bytes") is not None:
             data: bytes = message["bytes"]
             try:

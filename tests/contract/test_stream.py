@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -118,6 +119,48 @@ def test_a_bad_frame_gets_an_error_and_the_session_goes_on(connect: Connect) -> 
         assert stream.receive()["frame_id"] == "good"
         _, report = _results_until_report(stream)
     assert report["frames"]["errors"] == 2 and report["frames"]["processed"] == 1
+
+
+def test_hostile_json_gets_an_error_and_the_session_goes_on(connect: Connect) -> None:
+    nested = b"[" * 2000  # inside the 4 KiB header limit, past Python's recursion limit
+    with connect("") as stream:
+        stream.receive()
+        stream.send(struct.pack(">I", len(nested)) + nested + RED)
+        assert "not valid JSON" in stream.receive()["error"]
+        stream.send("[" * 100_000)
+        assert stream.receive()["type"] == "error"
+        for header in (b'{"timestamp": 1e400}', b'{"timestamp": NaN}'):
+            stream.send(struct.pack(">I", len(header)) + header + RED)
+            assert stream.receive()["type"] == "error"  # strict JSON: no bare NaN back
+        stream.send(build_frame_message(RED, "good", 1.5))
+        result = stream.receive()
+        assert result["frame_id"] == "good" and result["timestamp"] == 1.5
+        _, report = _results_until_report(stream)
+    assert report["frames"]["errors"] == 3 and report["frames"]["processed"] == 1
+
+
+def test_idle_sessions_are_closed_and_free_their_places(tiny_repo: Path) -> None:
+    # Real sockets: the websockets client answers the server's pings, which are not activity.
+    server = LiveServer(tiny_repo, POLYPSERVE_MAX_STREAM_SESSIONS="2",
+                        POLYPSERVE_STREAM_IDLE_TIMEOUT_S="1.5")  # fmt: skip
+    try:
+        server.wait_until_ready()
+        with socket_stream(server.url, "") as first, socket_stream(server.url, "") as second:
+            first.receive(), second.receive()
+            with socket_stream(server.url, "") as third, pytest.raises(StreamClosedError) as full:
+                third.receive()
+            assert full.value.code == 1013
+            for idle in (first, second):
+                assert idle.receive()["type"] == "report"
+                with pytest.raises(StreamClosedError) as closed:
+                    idle.receive()
+                assert closed.value.code == 1001 and "idle" in closed.value.reason
+        with socket_stream(server.url, "") as again:
+            assert again.receive()["type"] == "ready"
+            again.send(build_frame_message(RED, "busy"))
+            assert again.receive()["frame_id"] == "busy"
+    finally:
+        server.stop()
 
 
 def test_report_on_close_request_lists_tracks_and_latency(connect: Connect) -> None:
