@@ -53,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    if settings.require_gpu:
+        # Without CUDA no model can turn ready: exit at once, with the reason, rather than
+        # serve 503s (a container restarts and its logs say why; the GPU image sets this).
+        from service.runtime import cuda_unavailable_reason
+
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            print(f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+
     import uvicorn
 
     from service.lifecycle import DrainingServer

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
+from service.runtime import cuda_unavailable_reason
 from tests.model_factory import build_classifier, build_repository
 
 
@@ -31,3 +32,16 @@ def test_models_exits_non_zero_on_an_invalid_repository(
 
 def test_models_exits_non_zero_on_an_empty_repository(tmp_path: Path) -> None:
     assert main(["models", "--models-dir", str(tmp_path)]) == 1
+
+
+def test_serve_refuses_to_start_without_cuda_when_a_gpu_is_required(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        pytest.skip("CUDA is available here")
+    monkeypatch.setenv("POLYPSERVE_REQUIRE_GPU", "true")
+    assert main(["serve"]) == 1
+    assert f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}" in (
+        capsys.readouterr().err
+    )
