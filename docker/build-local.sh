@@ -51,6 +51,12 @@ fi
 # Docker's image format: the OCI format has no HEALTHCHECK. No cached layers: with vfs storage
 # each one is a full copy of the image so far, and one commit per image was faster (GPU target
 # 80 s instead of 220 s; CPU 100 s instead of 125 s even with the dependency layer cached).
+previous="$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 podman build --format docker --network=host --isolation=chroot --layers=false \
   --target "$target" --build-arg "PYTHON_IMAGE=$base" --build-arg "CUDA_IMAGE=$base" \
   -t "$tag" "${@:3}" .
+# The image this tag named before, now untagged, would otherwise keep its full copy on disk
+# (vfs); one a container still uses stays.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
