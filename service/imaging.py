@@ -70,22 +70,44 @@ def open_image(data: bytes, *, max_pixels: int) -> OpenedImage:
             f"image has {width}x{height} pixels, over the limit of {max_pixels}",
             limit=max_pixels,
         )
-    try:
-        orientation = image.getexif().get(0x0112, 1)
-    except Exception:  # a corrupt EXIF block is ignored, as browsers do
-        orientation = 1
+    orientation = _orientation(image)
     transposed = orientation in _TRANSPOSING_ORIENTATIONS
     if transposed:
         width, height = height, width
     return OpenedImage(image, width, height, transposed)
 
 
-def load_rgb(opened: OpenedImage, min_size: tuple[int, int] | None = None) -> DecodedImage:
-    """Decode to upright RGB; ``min_size`` (width, height) lets a JPEG decode at a reduced
-    scale that is still at least that large."""
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation found in the header. A PNG's ``getexif`` would decode the whole
+    image to look for an eXIf chunk after the pixels; only one before them is read."""
+    exif = Image.Exif()
+    try:
+        if image.format == "PNG":
+            if "exif" in image.info:
+                exif.load(image.info["exif"])
+        else:
+            exif = image.getexif()
+        return int(exif.get(0x0112, 1))
+    except Exception:  # a corrupt EXIF block is ignored, as browsers do
+        return 1
+
+
+def image_pixels(data: bytes, *, max_pixels: int) -> int:
+    """The image's pixel count, from its header (the checks of ``open_image`` included)."""
+    opened = open_image(data, max_pixels=max_pixels)
+    opened.image.close()
+    return opened.width * opened.height
+
+
+def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> DecodedImage:
+    """Decode to upright RGB, resized (bilinear) to ``size`` (width, height) when given.
+
+    The resize happens on Pillow's image, before any numpy copy, so a large frame is held once
+    at full size, not three times; a JPEG decodes at a reduced scale still at least ``size``.
+    """
     image = opened.image
-    if image.format == "JPEG" and min_size is not None:
-        want_w, want_h = min_size
+    if image.format == "JPEG" and size is not None:
+        want_w, want_h = size
         if opened.transposed:
             want_w, want_h = want_h, want_w
         image.draft("RGB", (want_w, want_h))
@@ -93,11 +115,16 @@ def load_rgb(opened: OpenedImage, min_size: tuple[int, int] | None = None) -> De
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            upright = ImageOps.exif_transpose(image) or image
-            rgb = _to_rgb8(upright)
+            # each full-size step closes the one before: a frame is held about once at a time
+            upright = _replacing(image, ImageOps.exif_transpose(image) or image)
+            rgb = _replacing(upright, _to_rgb(upright))
+            if size is not None and rgb.size != size:
+                rgb = _replacing(rgb, rgb.resize(size, Image.Resampling.BILINEAR))
+            pixels = np.asarray(rgb, dtype=np.uint8)
+            rgb.close()
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInputError(f"the image data is corrupt or truncated: {exc}") from None
-    return DecodedImage(rgb=rgb, width=opened.width, height=opened.height)
+    return DecodedImage(rgb=pixels, width=opened.width, height=opened.height)
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
@@ -105,26 +132,27 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     return load_rgb(open_image(data, max_pixels=max_pixels))
 
 
-def _to_rgb8(image: Image.Image) -> np.ndarray:
+def _replacing(old: Image.Image, new: Image.Image) -> Image.Image:
+    if new is not old:
+        old.close()
+    return new
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit and 32-bit grey: scale the full range to 8 bits instead of clipping.
         grey = np.asarray(image, dtype=np.float32)
         top = float(grey.max()) or 1.0
         grey8 = np.clip(grey * (255.0 / top), 0, 255).astype(np.uint8)
-        return np.repeat(grey8[:, :, None], 3, axis=2)
+        return Image.fromarray(np.repeat(grey8[:, :, None], 3, axis=2))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels go on black, like an endoscope frame's border.
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(canvas, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    if rgb.shape[1] == width and rgb.shape[0] == height:
-        return rgb
-    resized = Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return image.convert("RGB")
 
 
 def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:

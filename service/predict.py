@@ -78,9 +78,8 @@ def prepare_image(blob: bytes, pre: Preprocessing, max_pixels: int) -> PreparedI
     """Decode one image and place it into the network input (letterbox or stretch)."""
     opened = imaging.open_image(blob, max_pixels=max_pixels)
     placement = place_image(opened.width, opened.height, pre.size, pre.resize)
-    decoded = imaging.load_rgb(opened, min_size=(placement.resized_width, placement.resized_height))
-    resized = imaging.resize_rgb(decoded.rgb, placement.resized_width, placement.resized_height)
-    return PreparedImage(placement, paste_into_input(resized, placement, pre.pad_value))
+    decoded = imaging.load_rgb(opened, (placement.resized_width, placement.resized_height))
+    return PreparedImage(placement, paste_into_input(decoded.rgb, placement, pre.pad_value))
 
 
 def prepare_batch(

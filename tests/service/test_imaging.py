@@ -74,12 +74,24 @@ def test_unsupported_formats_are_refused() -> None:
         decode_image(encode(solid_rgb(4, 4, (0, 0, 0)), "GIF"), max_pixels=LIMIT)
 
 
-def test_jpeg_draft_decodes_smaller_but_keeps_the_original_size() -> None:
+def test_decoding_to_a_size_keeps_the_original_size_and_drafts_jpegs() -> None:
     opened = open_image(encode(solid_rgb(1920, 1080, (9, 9, 9)), "JPEG"), max_pixels=LIMIT)
-    decoded = load_rgb(opened, min_size=(320, 180))
+    opened.image.draft("RGB", (320, 180))
+    assert opened.image.size[0] < 1920  # the DCT-domain reduction load_rgb relies on
+    decoded = load_rgb(open_image(encode(solid_rgb(1920, 1080, (9, 9, 9)), "JPEG"),
+                                  max_pixels=LIMIT), (320, 180))  # fmt: skip
     assert (decoded.width, decoded.height) == (1920, 1080)
-    assert decoded.rgb.shape[1] < 1920 and decoded.rgb.shape[1] >= 320
-    assert decoded.rgb.shape[0] >= 180
+    assert decoded.rgb.shape == (180, 320, 3)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_resizing_on_the_decoded_image_equals_resizing_its_pixels(mode: str) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    blob = _save(Image.fromarray(pixels).convert(mode), "PNG")
+    full = decode_image(blob, max_pixels=LIMIT).rgb
+    expected = np.asarray(Image.fromarray(full).resize((64, 48), Image.Resampling.BILINEAR))
+    resized = load_rgb(open_image(blob, max_pixels=LIMIT), (64, 48)).rgb
+    assert np.array_equal(resized, expected)
 
 
 def test_mask_png_and_plane_resize() -> None:
@@ -90,3 +102,14 @@ def test_mask_png_and_plane_resize() -> None:
     assert np.asarray(image)[1, 2] == 255
     plane = resize_plane(np.ones((2, 2), np.float32), 8, 6)
     assert plane.shape == (6, 8) and np.allclose(plane, 1.0)
+
+
+def test_opening_reads_the_header_only_and_a_png_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: width and height swap
+    opened = open_image(_save(Image.new("RGB", (300, 200)), "PNG", exif=exif.tobytes()),
+                        max_pixels=LIMIT)  # fmt: skip
+    assert (opened.width, opened.height, opened.transposed) == (200, 300, True)
+    assert opened.image.tile  # its pixels still to decode (a PNG's getexif() decodes them all)
+    plain = open_image(_save(Image.new("RGB", (300, 200)), "PNG"), max_pixels=LIMIT)
+    assert plain.image.tile and not plain.transposed
