@@ -35,6 +35,7 @@ from service.loading import ModelVersion
 from service.logs import RequestIdMiddleware, configure_logging
 from service.memory import keep_freed_memory
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
+from service.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
 from service.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.decode_limiter = CapacityLimiter(settings.decode_threads)
+        app.state.pixel_budget = PixelBudget(
+            settings.max_request_pixels, settings.max_decoded_pixels, RELEASE_OVER_PIXELS
+        )
         await to_thread.run_sync(registry.load_all)
         LIFECYCLE.hooks.append(close_streams)
         try:
@@ -97,7 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         send_timeout_s=settings.send_timeout_s,
-    )
+        # parsing JSON costs far more memory than its bytes: a forecast body is held to what
+        # its values limit needs (a value and its comma in at most 32 bytes)
+        path_limits={"/v1/forecast": min(settings.max_body_bytes,
+                                         settings.max_forecast_values * 32 + 65_536)},
+    )  # fmt: skip
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ApiKeyMiddleware, settings=settings)
     if settings.cors_origins:

@@ -66,12 +66,14 @@ def _serve(settings: Settings) -> int:
 
     import uvicorn
 
+    from service.head_limit import bounded_protocol
     from service.lifecycle import DrainingServer
     from service.logs import uvicorn_log_config
 
     config = uvicorn.Config(
         "service.app:app_from_environment",
         factory=True,
+        http=bounded_protocol(settings.max_header_bytes),
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

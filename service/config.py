@@ -88,15 +88,25 @@ class Settings(BaseSettings):
 
     # Input limits: a request over them is refused before any decoding work.
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    # The request line and headers together (431 past it; uvicorn's httptools has no limit).
+    max_header_bytes: int = Field(64 * 1024, gt=0)
     # Seconds for a whole request body to arrive (408 after): slow uploads cannot hold on.
     body_timeout_s: float = Field(30.0, gt=0.0)
     # Seconds for each piece of a response to be taken by the client (it is cut off after).
     send_timeout_s: float = Field(30.0, gt=0.0)
     max_image_pixels: int = Field(40_000_000, gt=0)
+    # Decoded pixels per request (all its images together) and in the whole process at once
+    # (service.pixel_budget): memory follows pixels, not bytes. A request over the first is
+    # 413; one that finds no room in the second before its deadline is 503.
+    max_request_pixels: int = Field(40_000_000, gt=0)
+    max_decoded_pixels: int = Field(48_000_000, gt=0)
     max_images_per_request: int = Field(32, gt=0)
     max_form_fields: int = Field(64, gt=0)
     max_series_per_request: int = Field(256, gt=0)
     max_series_length: int = Field(100_000, gt=0)
+    # Values per forecast request, all series together: a hybrid model's AR(p) fit costs time
+    # in proportion (256 series of 256 values take about 2 s on one core).
+    max_forecast_values: int = Field(65_536, gt=0)
     # The stream: concurrent WebSocket sessions, and bytes per frame message.
     max_stream_sessions: int = Field(8, gt=0)
     max_frame_bytes: int = Field(8 * 1024 * 1024, gt=0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import InvalidParameterError
+from service.errors import DeadlineExceededError, InvalidParameterError
 from service.manifest import ForecastingDecoding
 from service.schemas import ForecastRequest, SeriesForecast
 from service.tasks.forecasting import (
@@ -43,9 +45,13 @@ class PreparedSeries:
 
 
 def prepare_series(
-    decoding: ForecastingDecoding, request: ForecastRequest, max_length: int
+    decoding: ForecastingDecoding,
+    request: ForecastRequest,
+    max_length: int,
+    deadline: float = math.inf,
 ) -> PreparedSeries:
-    """Check the request against the model's limits, fill gaps, cut and scale the windows."""
+    """Check the request against the model's limits, fill gaps, cut and scale the windows;
+    past the ``deadline`` (``time.monotonic()``) the work stops with a 504."""
     limits = forecast_limits(decoding)
     if request.horizon > decoding.horizon:
         raise InvalidParameterError(
@@ -54,6 +60,10 @@ def prepare_series(
     columns = _quantile_columns(decoding, request.quantiles, limits)
     windows, bases, base_scales, scales, filled = [], [], [], [], []
     for index, series in enumerate(request.series):
+        if time.monotonic() > deadline:
+            raise DeadlineExceededError(
+                f"the deadline passed while preparing series {index} of {len(request.series)}"
+            )
         if len(series.values) > max_length:
             raise InvalidParameterError(
                 f"series {index} has {len(series.values)} values, over the limit {max_length}"

@@ -62,11 +62,15 @@ def _decoding_names(manifest: Manifest) -> list[str]:
     return []
 
 
-def warmup_feeds(manifest: Manifest, graph_inputs: list[GraphTensor]) -> dict[str, np.ndarray]:
-    """Zero inputs of batch 1 in the shape the model serves (image size from preprocessing)."""
+def warmup_feeds(
+    manifest: Manifest, graph_inputs: list[GraphTensor], batch: int = 1
+) -> dict[str, np.ndarray]:
+    """Zero inputs of ``batch`` rows (where the batch axis is dynamic) in the shape the model
+    serves (image size from preprocessing)."""
     feeds = {}
     for tensor in graph_inputs:
-        shape = [1 if dim is None else dim for dim in tensor.shape]
+        shape = [dim if dim is not None else batch if i == 0 else 1
+                 for i, dim in enumerate(tensor.shape)]  # fmt: skip
         if manifest.preprocessing is not None and len(shape) == 4:
             shape[2:] = manifest.preprocessing.size
         if manifest.forecasting is not None and len(shape) == 3:

@@ -22,6 +22,7 @@ from service.imaging import SUPPORTED_MEDIA_TYPES
 from service.loading import ModelVersion
 from service.manifest import Task
 from service.metrics import ServiceMetrics
+from service.pixel_budget import PixelBudget
 from service.registry import Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
@@ -67,6 +68,8 @@ class ImageCall:
     model: ModelVersion
     max_pixels: int
     decoders: CapacityLimiter
+    pixels: PixelBudget
+    timeout_s: float  # the request's deadline, for waiting on the pixel budget
 
 
 def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
@@ -83,8 +86,9 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> ImageCall:
         chosen = registry_of(request).for_task(task, model, version)
-        max_pixels = settings_of(request).max_image_pixels
-        return ImageCall(request, chosen, max_pixels, request.app.state.decode_limiter)
+        settings, state = settings_of(request), request.app.state
+        return ImageCall(request, chosen, settings.max_image_pixels, state.decode_limiter,
+                         state.pixel_budget, settings.request_timeout_ms / 1000.0)  # fmt: skip
 
     return dependency
 

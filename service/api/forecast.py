@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from anyio import to_thread
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep, SettingsDep, holding_place
 from service.api.errors import ERROR_RESPONSES
-from service.errors import InvalidParameterError
+from service.errors import InvalidParameterError, PayloadTooLargeError
 from service.forecast import finish_forecast, prepare_series
 from service.loading import ModelVersion
 from service.predict import StageTimer, complete, infer
@@ -29,20 +30,28 @@ async def forecast_series(
         raise InvalidParameterError(
             f"{len(request.series)} series is over the limit of {settings.max_series_per_request}"
         )
+    values = sum(len(series.values) for series in request.series)
+    if values > settings.max_forecast_values:
+        raise PayloadTooLargeError(
+            f"{values} values in the request's series, over the limit of "
+            f"{settings.max_forecast_values} (POLYPSERVE_MAX_FORECAST_VALUES)",
+            limit=settings.max_forecast_values,
+        )
     model = registry.for_task("forecasting", request.model, request.version)
+    deadline = time.monotonic() + settings.request_timeout_ms / 1000.0
     with holding_place(http_request, model):
-        return await _forecast(model, request, settings.max_series_length)
+        return await _forecast(model, request, settings.max_series_length, deadline)
 
 
 async def _forecast(
-    model: ModelVersion, request: ForecastRequest, max_length: int
+    model: ModelVersion, request: ForecastRequest, max_length: int, deadline: float
 ) -> dict[str, Any]:
     assert model.manifest is not None and model.manifest.forecasting is not None
     decoding = model.manifest.forecasting
     timer = StageTimer()
     with timer.stage("preprocess"):
         # a hybrid's AR(p) fits take milliseconds per series: off the event loop, like images
-        prepared = await to_thread.run_sync(prepare_series, decoding, request, max_length)
+        prepared = await to_thread.run_sync(prepare_series, decoding, request, max_length, deadline)
     feeds = {decoding.series_input: prepared.batch, **prepared.base_feeds}
     outputs = await infer(model, feeds, timer)
     with timer.stage("postprocess"):

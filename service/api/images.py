@@ -22,7 +22,7 @@ from service.api.deps import (
 from service.api.errors import ERROR_RESPONSES
 from service.batching import RunBatch
 from service.errors import InvalidParameterError
-from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
+from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png, image_pixels
 from service.loading import ModelVersion
 from service.predict import StageTimer, classify, complete, detect, infer, prepare_batch
 from service.predict import segment as segment_images
@@ -64,7 +64,9 @@ async def _serve(
         blobs = await read_image_blobs(call.request)
         if check_images is not None:
             check_images(blobs)
-        return await _run(call, blobs, postprocess, postprocess_in_thread)
+        pixels = sum(image_pixels(blob, max_pixels=call.max_pixels) for blob in blobs)
+        async with call.pixels.hold(pixels, call.timeout_s):
+            return await _run(call, blobs, postprocess, postprocess_in_thread)
 
 
 async def _run(

@@ -32,10 +32,16 @@ class BodyLimitMiddleware:
     a client that never reads its answer is cut off instead of holding its place for ever."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float, send_timeout_s: float
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        send_timeout_s: float,
+        path_limits: dict[str, int] | None = None,
     ) -> None:
         self.app = app
-        self.limit = max_body_bytes
+        self.default_limit = max_body_bytes
+        self.path_limits = path_limits or {}
         self.timeout = body_timeout_s
         self.send_timeout = send_timeout_s
 
@@ -43,15 +49,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.default_limit)
         declared = dict(scope["headers"]).get(b"content-length")
         if (
             declared is not None
             and declared.isascii()
             and declared.isdigit()
-            and int(declared) > self.limit
+            and int(declared) > limit
         ):
-            error = BodyTooLargeError(self.limit)
-            response = JSONResponse({"error": error.detail, "limit": self.limit}, 413)
+            error = BodyTooLargeError(limit)
+            response = JSONResponse({"error": error.detail, "limit": limit}, 413)
             await response(scope, receive, send)
             return
         received = 0
@@ -72,8 +79,8 @@ class BodyLimitMiddleware:
                 raise BodyTimeoutError(self.timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLargeError(self.limit)
+                if received > limit:
+                    raise BodyTooLargeError(limit)
                 body_complete = not message.get("more_body", False)
             return message
 

@@ -109,6 +109,7 @@ async def stream(websocket: WebSocket) -> None:
         defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
         params.max_detections or defaults.max_detections,
         settings.max_image_pixels, send, close, websocket.app.state.decode_limiter,
+        websocket.app.state.pixel_budget,
     )  # fmt: skip
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))

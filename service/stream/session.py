@@ -23,7 +23,9 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 
 from service.errors import PolypServeError
+from service.imaging import image_pixels
 from service.loading import ModelVersion
+from service.pixel_budget import PixelBudget
 from service.predict import StageTimer, complete, infer, prepare_batch
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
@@ -33,6 +35,8 @@ from service.tasks.geometry import Placement, boxes_to_image
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# Seconds a frame waits for room in the decoded-pixel budget before it is an error.
+FRAME_BUDGET_WAIT_S = 1.0
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -95,6 +99,7 @@ class StreamSession:
         send: Send,
         close: Callable[[int, str], Awaitable[None]],
         decoders: CapacityLimiter,
+        pixels: PixelBudget,
     ) -> None:
         self.model = model
         self.smoothing = smoothing
@@ -104,6 +109,7 @@ class StreamSession:
         self._send = send
         self._close = close
         self.decoders = decoders
+        self.pixels = pixels
         self._frames: LatestSlot[Frame] = LatestSlot()
         self._decoded: LatestSlot[DecodedFrame] = LatestSlot()
         self._decoded_taken = asyncio.Event()
@@ -154,10 +160,14 @@ class StreamSession:
             timer = StageTimer()
             timer.stages["queue"] = (started - frame.received) * 1000.0
             try:
-                batch, (placement,) = await to_thread.run_sync(
-                    prepare_batch, self.model, [frame.payload.image], self.max_pixels, timer,
-                    limiter=self.decoders,
-                )  # fmt: skip
+                image = frame.payload.image
+                # the latest frame wins: one that waits long for the budget is stale anyway
+                async with self.pixels.hold(image_pixels(image, max_pixels=self.max_pixels),
+                                            FRAME_BUDGET_WAIT_S):  # fmt: skip
+                    batch, (placement,) = await to_thread.run_sync(
+                        prepare_batch, self.model, [image], self.max_pixels, timer,
+                        limiter=self.decoders,
+                    )  # fmt: skip
             except Exception as exc:
                 await self._frame_failed(frame, exc)
                 continue

@@ -66,7 +66,7 @@ FORECAST_CORPUS: list[tuple[str, bytes, int]] = [
     ("strings", b'{"horizon": 1, "series": [{"values": ["a", "b"]}]}', 422),
     ("nested", b'{"horizon": 1, "series": [{"values": [[1, 2], [3]]}]}', 422),
     ("a million values", json.dumps({"horizon": 1, "series": [{"values": [1.0] * 1_000_000}]})
-     .encode(), 422),
+     .encode(), 413),
     ("horizon 0", b'{"horizon": 0, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
     ("horizon -1", b'{"horizon": -1, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}', 422),
     ("horizon 1e9", b'{"horizon": 1000000000, "series": [{"values": [1, 2, 3, 4, 5, 6, 7, 8]}]}',
@@ -209,7 +209,9 @@ def test_a_client_that_never_reads_is_cut_off_and_frees_its_place(
     part = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"; '
             b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n' + image + b"\r\n")  # fmt: skip
     body = part * 24 + b"--" + boundary + b"--\r\n"  # masks' RLE: about 8 MB of JSON
-    server = LiveServer(tiny_repo, **{limit: "1"}, POLYPSERVE_SEND_TIMEOUT_S="2")
+    server = LiveServer(tiny_repo, **{limit: "1"}, POLYPSERVE_SEND_TIMEOUT_S="2",
+                        POLYPSERVE_MAX_REQUEST_PIXELS="300000000",
+                        POLYPSERVE_MAX_DECODED_PIXELS="300000000")  # fmt: skip
     try:
         server.wait_until_ready()
         stalled = socket.socket()

@@ -60,3 +60,11 @@ def naive(version_dir: Path) -> Server:
         "--log-level", "warning",
     ]  # fmt: skip
     return Server(command, {"NAIVE_MODEL_DIR": str(version_dir)}, "/docs")
+
+
+def polypserve_repository(models_dir: Path, **settings: str) -> Server:
+    """polypserve with its default settings on a whole model repository."""
+    env = {"POLYPSERVE_MODELS_DIR": str(models_dir), "POLYPSERVE_LOG_LEVEL": "warning",
+           **{f"POLYPSERVE_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
+    command = [sys.executable, "-m", "service", "serve", "--port", "{port}"]
+    return Server(command, env, "/v2/health/ready")

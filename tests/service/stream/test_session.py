@@ -13,6 +13,7 @@ from anyio import CapacityLimiter
 from service import predict
 from service.config import Settings
 from service.loading import load_version
+from service.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
 from service.stream import session as session_module
 from service.stream.framing import FramePayload
 from service.stream.session import LatestSlot, MovingMean, StreamSession
@@ -37,8 +38,9 @@ def _session(tiny_repo: Path) -> tuple[StreamSession, list[dict[str, Any]]]:
         pass
 
     stream = StreamSession(
-        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2)
-    )
+        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2),
+        PixelBudget(50_000_000, 50_000_000, RELEASE_OVER_PIXELS),
+    )  # fmt: skip
     return stream, results
 
 
