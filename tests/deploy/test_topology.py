@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -30,7 +31,7 @@ FRAME = encode(solid_rgb(64, 64, (220, 0, 0)))
 class Nginx:
     """nginx with docker/nginx.conf, its upstreams and port templated for this test."""
 
-    def __init__(self, prefix: Path, upstream_ports: list[int]) -> None:
+    def __init__(self, prefix: Path, upstream_ports: list[int], wait: bool = True) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             if os.environ.get("CI"):
@@ -51,9 +52,12 @@ class Nginx:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                httpx.get(self.url + "/v2/health/live", timeout=1)
+                if wait:
+                    httpx.get(self.url + "/v2/health/live", timeout=1)
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
-            except httpx.TransportError:
+            except (OSError, httpx.TransportError):
                 time.sleep(0.05)
         raise TimeoutError("nginx did not start")
 
@@ -157,3 +161,23 @@ def test_a_killed_replica_loses_no_request_and_rejoins(
     assert served_while_down > 0 and sum(load.ok for load in loads) > served_while_down
     assert stream.reconnects >= 1 and stream.results > results_before  # it came back
     assert _detect_requests(replicas[victim].url) >= 5  # the restarted replica rejoined
+
+
+def test_what_nginx_refuses_is_answered_in_json(tmp_path: Path) -> None:
+    nginx = Nginx(tmp_path, [free_port()], wait=False)  # its only replica is not running
+    try:
+        down = httpx.post(f"{nginx.url}/v1/detect", content=FRAME,
+                          headers={"content-type": "image/png"})  # fmt: skip
+        assert down.status_code == 503 and down.headers["retry-after"] == "1"
+        assert "replica" in down.json()["error"]
+        big = httpx.post(f"{nginx.url}/v1/detect", content=b"x" * (22 * 1024 * 1024),
+                         headers={"content-type": "image/png"})  # fmt: skip
+        assert big.status_code == 413 and big.json()["limit"] == 22020096
+        with socket.create_connection(("127.0.0.1", nginx.port)) as sock:
+            sock.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")  # fmt: skip
+            answer = sock.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"]
+    finally:
+        nginx.stop()
