@@ -101,11 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         send_timeout_s=settings.send_timeout_s,
-        # parsing JSON costs far more memory than its bytes: a forecast body is held to what
-        # its values limit needs (a value and its comma in at most 32 bytes)
-        path_limits={"/v1/forecast": min(settings.max_body_bytes,
-                                         settings.max_forecast_values * 32 + 65_536)},
-    )  # fmt: skip
+        json_limit=settings.max_json_body_bytes,
+    )
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(ApiKeyMiddleware, settings=settings)
     if settings.cors_origins:

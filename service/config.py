@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     # Input limits: a request over them is refused before any decoding work.
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    # Bodies parsed into Python objects (forecasts, v2 tensors as JSON numbers): each number
+    # of a few bytes costs tens once parsed, so these get a smaller limit than images.
+    max_json_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # The request line and headers together (431 past it; uvicorn's httptools has no limit).
     max_header_bytes: int = Field(64 * 1024, gt=0)
     # Seconds for a whole request body to arrive (408 after): slow uploads cannot hold on.

@@ -27,6 +27,15 @@ class BodyTimeoutError(HTTPException):
         super().__init__(408, f"the request body did not arrive within {seconds:g} s")
 
 
+def _parsed_as_json(path: str, headers: dict[bytes, bytes]) -> bool:
+    """Whether the body becomes Python objects: a forecast, or a v2 inference request whose
+    tensors travel as JSON numbers (without Triton's binary extension). Parsed, each number of
+    a few bytes costs tens, so such bodies get the smaller limit."""
+    if path == "/v1/forecast":
+        return True
+    return path.startswith("/v2/models/") and b"inference-header-content-length" not in headers
+
+
 class BodyLimitMiddleware:
     """Caps the request body (size and arrival time) and the time to hand out the response:
     a client that never reads its answer is cut off instead of holding its place for ever."""
@@ -37,11 +46,11 @@ class BodyLimitMiddleware:
         max_body_bytes: int,
         body_timeout_s: float,
         send_timeout_s: float,
-        path_limits: dict[str, int] | None = None,
+        json_limit: int | None = None,
     ) -> None:
         self.app = app
         self.default_limit = max_body_bytes
-        self.path_limits = path_limits or {}
+        self.json_limit = min(json_limit or max_body_bytes, max_body_bytes)
         self.timeout = body_timeout_s
         self.send_timeout = send_timeout_s
 
@@ -49,8 +58,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.path_limits.get(scope["path"], self.default_limit)
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        limit = self.json_limit if _parsed_as_json(scope["path"], headers) else self.default_limit
+        declared = headers.get(b"content-length")
         if (
             declared is not None
             and declared.isascii()

@@ -76,6 +76,16 @@ def test_forecast_values_are_limited_per_request(server: LiveServer) -> None:
     assert served.status_code == 200
 
 
+def test_bodies_parsed_as_json_have_the_smaller_limit(server: LiveServer) -> None:
+    numbers = b'{"inputs": [{"name": "images", "data": [' + b"0," * 4_300_000 + b"0]}]}"
+    infer = f"{server.url}/v2/models/tiny-classifier/infer"
+    as_json = httpx.post(infer, content=numbers)
+    assert as_json.status_code == 413 and as_json.json()["limit"] == 8 * 1024 * 1024
+    binary = httpx.post(infer, content=numbers,  # the same size as binary tensors: not refused
+                        headers={"Inference-Header-Content-Length": "2"})  # fmt: skip
+    assert binary.status_code == 400
+
+
 def test_memory_comes_back_after_large_images(server: LiveServer) -> None:
     # 5 M pixels each, from 4 clients: a leak, or memory kept at the peak, fails this
     files = [("image", (f"{i}.png", flat_png(2500, 2000))) for i in range(2)]

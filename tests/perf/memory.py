@@ -63,13 +63,25 @@ def mixes() -> dict[str, Send]:
         return lambda c: c.post("/v1/forecast", content=body,
                                 headers={"content-type": "application/json"})  # fmt: skip
 
-    sends = [detect_big, segment_eight_big, segment_eight, forecast(wide), forecast(at_limit)]
+    # just under the JSON body limit: 4 M numbers, parsed before the shape is checked
+    numbers = (
+        b'{"inputs": [{"name": "images", "shape": [1], "datatype": "FP32", "data": ['
+        + (b"0," * 4_190_000)
+        + b"0]}]}"
+    )
+
+    def v2_json_numbers(c: httpx.Client) -> httpx.Response:
+        return c.post("/v2/models/polyp-classifier/infer", content=numbers)
+
+    sends = [detect_big, segment_eight_big, segment_eight, forecast(wide), forecast(at_limit),
+             v2_json_numbers]  # fmt: skip
     return {
         "detect 6300x6300 PNG": detect_big,
         "segment 8 x 6300x6300 PNG": segment_eight_big,
         "segment 8 x 2500x2000 PNG": segment_eight,
         "forecast 256 x 3072": forecast(wide),
         "forecast 256 x 256": forecast(at_limit),
+        "v2 JSON, 4 M numbers": v2_json_numbers,
         "all of them": lambda c: sends[int(time.monotonic() * 1000) % len(sends)](c),
     }
 
