@@ -3,10 +3,9 @@ FROM python:3.11-slim-bookworm
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
-COPY training/__init__.py ./training/__init__.py
 COPY tests ./tests
 # Versions are pinned in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[dev]"
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir ".[dev]"
 USER 10001:10001
-ENTRYPOINT ["python", "-m", "pytest", "tests/contract/test_shipped.py", "-q"]
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "pytest", "tests/contract/test_shipped.py", "-q"]
