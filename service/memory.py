@@ -22,13 +22,15 @@ MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
 
 def keep_freed_memory(keep_bytes: int) -> bool:
-    """Blocks under 32 MiB from the heap, up to ``keep_bytes`` freed kept, and one malloc arena
-    per core; True if applied.
+    """Blocks under 32 MiB from the heap, up to ``keep_bytes`` freed kept, and two malloc
+    arenas per core; True if applied.
 
     glibc gives threads up to eight arenas per core, and each decode thread then strands its
     own freed frames: segmentations of 8 images of 5 M pixels from 4 clients left 137 MB
-    resident above the idle figure, 78 MB with an arena per core (``python -m
-    tests.perf.memory``).
+    resident above the idle figure, 56 MB with two arenas per core (``python -m
+    tests.perf.memory``). One per core was too few: threads waited on each other's arena and
+    the 1080p segmenter at concurrency 1 fell from 17.0 to 11.4 frames/s (``python -m
+    tests.perf.bench``); with two it served 17.6.
     """
     if keep_bytes <= 0 or not sys.platform.startswith("linux"):
         return False
@@ -40,7 +42,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     return (
         bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
         and bool(mallopt(M_TRIM_THRESHOLD, keep_bytes))
-        and bool(mallopt(M_ARENA_MAX, os.cpu_count() or 1))
+        and bool(mallopt(M_ARENA_MAX, 2 * (os.cpu_count() or 1)))
     )
 
 
