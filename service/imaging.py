@@ -92,13 +92,6 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def image_pixels(data: bytes, *, max_pixels: int) -> int:
-    """The image's pixel count, from its header (the checks of ``open_image`` included)."""
-    opened = open_image(data, max_pixels=max_pixels)
-    opened.image.close()
-    return opened.width * opened.height
-
-
 def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> DecodedImage:
     """Decode to upright RGB, resized (bilinear) to ``size`` (width, height) when given.
 

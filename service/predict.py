@@ -74,23 +74,23 @@ class PreparedImage:
     input_rgb: np.ndarray  # (H, W, 3) uint8 in network-input geometry
 
 
-def prepare_image(blob: bytes, pre: Preprocessing, max_pixels: int) -> PreparedImage:
-    """Decode one image and place it into the network input (letterbox or stretch)."""
-    opened = imaging.open_image(blob, max_pixels=max_pixels)
+def prepare_image(opened: imaging.OpenedImage, pre: Preprocessing) -> PreparedImage:
+    """Decode one opened image and place it into the network input (letterbox or stretch)."""
     placement = place_image(opened.width, opened.height, pre.size, pre.resize)
     decoded = imaging.load_rgb(opened, (placement.resized_width, placement.resized_height))
     return PreparedImage(placement, paste_into_input(decoded.rgb, placement, pre.pad_value))
 
 
 def prepare_batch(
-    model: ModelVersion, blobs: list[bytes], max_pixels: int, timer: StageTimer
+    model: ModelVersion, images: list[imaging.OpenedImage], timer: StageTimer
 ) -> tuple[np.ndarray, list[Placement]]:
-    """Decode and place every image, then one pass to the normalised NCHW batch."""
+    """Decode and place every image (opened, its limits checked: ``imaging.open_image``), then
+    one pass to the normalised NCHW batch."""
     manifest = _manifest(model)
     pre = manifest.preprocessing
     assert pre is not None
     with timer.stage("decode"):
-        prepared = [prepare_image(blob, pre, max_pixels) for blob in blobs]
+        prepared = [prepare_image(image, pre) for image in images]
     with timer.stage("preprocess"):
         batch = normalise_to_nchw(
             np.stack([p.input_rgb for p in prepared]), pre.scale, pre.mean, pre.std

@@ -22,7 +22,7 @@ from service.api.deps import (
 from service.api.errors import ERROR_RESPONSES
 from service.batching import RunBatch
 from service.errors import InvalidParameterError
-from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png, image_pixels
+from service.imaging import SUPPORTED_MEDIA_TYPES, OpenedImage, encode_mask_png, open_image
 from service.loading import ModelVersion
 from service.predict import StageTimer, classify, complete, detect, infer, prepare_batch
 from service.predict import segment as segment_images
@@ -64,14 +64,17 @@ async def _serve(
         blobs = await read_image_blobs(call.request)
         if check_images is not None:
             check_images(blobs)
-        pixels = sum(image_pixels(blob, max_pixels=call.max_pixels) for blob in blobs)
+        # headers only: format and per-image limits are checked, and the pixels are known,
+        # before any decoding
+        images = [open_image(blob, max_pixels=call.max_pixels) for blob in blobs]
+        pixels = sum(image.width * image.height for image in images)
         async with call.pixels.hold(pixels, call.timeout_s):
-            return await _run(call, blobs, postprocess, postprocess_in_thread)
+            return await _run(call, images, postprocess, postprocess_in_thread)
 
 
 async def _run(
     call: ImageCall,
-    blobs: list[bytes],
+    images: list[OpenedImage],
     postprocess: Callable[[dict[str, np.ndarray], list[Placement]], R],
     postprocess_in_thread: bool,
 ) -> tuple[R, StageTimer]:
@@ -83,10 +86,10 @@ async def _run(
     timer = StageTimer()
     input_name, output_names = model.manifest.inputs[0].name, model.manifest.output_names()
     batcher = model.batcher
-    if batcher.idle and len(blobs) <= (batcher.config.max_batch_size if batcher.batchable else 1):
+    if batcher.idle and len(images) <= (batcher.config.max_batch_size if batcher.batchable else 1):
 
         def whole(run: RunBatch) -> R:
-            batch, placements = prepare_batch(model, blobs, call.max_pixels, timer)
+            batch, placements = prepare_batch(model, images, timer)
             with timer.stage("inference"):
                 outputs = dict(zip(output_names, run({input_name: batch}), strict=True))
             with timer.stage("postprocess"):
@@ -100,7 +103,7 @@ async def _run(
                 batcher.stats.fail.add(timer.elapsed())
             raise
     batch, placements = await to_thread.run_sync(
-        prepare_batch, model, blobs, call.max_pixels, timer, limiter=call.decoders
+        prepare_batch, model, images, timer, limiter=call.decoders
     )
     outputs = await infer(model, {input_name: batch}, timer)
     with timer.stage("postprocess"):

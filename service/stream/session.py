@@ -23,7 +23,7 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 
 from service.errors import PolypServeError
-from service.imaging import image_pixels
+from service.imaging import open_image
 from service.loading import ModelVersion
 from service.pixel_budget import PixelBudget
 from service.predict import StageTimer, complete, infer, prepare_batch
@@ -160,14 +160,12 @@ class StreamSession:
             timer = StageTimer()
             timer.stages["queue"] = (started - frame.received) * 1000.0
             try:
-                image = frame.payload.image
+                image = open_image(frame.payload.image, max_pixels=self.max_pixels)
                 # the latest frame wins: one that waits long for the budget is stale anyway
-                async with self.pixels.hold(image_pixels(image, max_pixels=self.max_pixels),
-                                            FRAME_BUDGET_WAIT_S):  # fmt: skip
+                async with self.pixels.hold(image.width * image.height, FRAME_BUDGET_WAIT_S):
                     batch, (placement,) = await to_thread.run_sync(
-                        prepare_batch, self.model, [image], self.max_pixels, timer,
-                        limiter=self.decoders,
-                    )  # fmt: skip
+                        prepare_batch, self.model, [image], timer, limiter=self.decoders
+                    )
             except Exception as exc:
                 await self._frame_failed(frame, exc)
                 continue

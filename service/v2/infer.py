@@ -130,6 +130,8 @@ def _raw_request(body: bytes, manifest: Manifest) -> ParsedRequest:
     if len(manifest.inputs) != 1:
         raise InvalidInputError("a raw binary request needs a model with exactly one input")
     spec = manifest.inputs[0]
+    if not body:
+        raise InvalidInputError(f"input '{spec.name}': the body is empty")
     datatype = FROM_ELEMENT_TYPE[spec.dtype]
     fixed = [d for d in spec.shape[1:] if d is not None]
     if len(fixed) != len(spec.shape) - 1:
@@ -141,8 +143,6 @@ def _raw_request(body: bytes, manifest: Manifest) -> ParsedRequest:
         shape = [len(body) // row_bytes, *fixed]
     else:
         raise InvalidInputError(f"input '{spec.name}': {len(body)} bytes is no whole batch")
-    if not body:
-        raise InvalidInputError(f"input '{spec.name}': the body is empty")
     tensor = from_binary(spec.name, datatype, shape, body)
     outputs = [OutputRequest(name=n) for n in manifest.output_names()]
     return ParsedRequest(None, {spec.name: tensor}, outputs, binary_default=True)

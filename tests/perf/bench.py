@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from service.config import Settings
+from service.imaging import open_image
 from service.loading import load_version
 from service.memory import keep_freed_memory
 from service.predict import StageTimer, classify, detect, prepare_batch, segment
@@ -74,7 +75,8 @@ def ceiling(models_dir: Path, name: str, frame: bytes) -> Callable[[float], floa
     def rate(seconds: float) -> float:
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            batch, placements = prepare_batch(model, [frame], 40_000_000, StageTimer())
+            image = open_image(frame, max_pixels=40_000_000)
+            batch, placements = prepare_batch(model, [image], StageTimer())
             raw = session.run({manifest.inputs[0].name: batch}, manifest.output_names())
             outputs = dict(zip(manifest.output_names(), raw, strict=True))
             if manifest.task == "detection":
