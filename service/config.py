@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     max_series_per_request: int = Field(256, gt=0)
     max_series_length: int = Field(100_000, gt=0)
     # Values per forecast request, all series together: a hybrid model's AR(p) fit costs time
-    # in proportion (256 series of 256 values take about 2 s on one core).
+    # in proportion (256 series of 256 values: 2.4 s at 4 clients, python -m tests.perf.memory).
     max_forecast_values: int = Field(65_536, gt=0)
     # The stream: concurrent WebSocket sessions, and bytes per frame message.
     max_stream_sessions: int = Field(8, gt=0)

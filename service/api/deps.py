@@ -69,7 +69,6 @@ class ImageCall:
     max_pixels: int
     decoders: CapacityLimiter
     pixels: PixelBudget
-    timeout_s: float  # the request's deadline, for waiting on the pixel budget
 
 
 def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
@@ -88,7 +87,7 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         chosen = registry_of(request).for_task(task, model, version)
         settings, state = settings_of(request), request.app.state
         return ImageCall(request, chosen, settings.max_image_pixels, state.decode_limiter,
-                         state.pixel_budget, settings.request_timeout_ms / 1000.0)  # fmt: skip
+                         state.pixel_budget)  # fmt: skip
 
     return dependency
 

@@ -38,7 +38,8 @@ async def forecast_series(
             limit=settings.max_forecast_values,
         )
     model = registry.for_task("forecasting", request.model, request.version)
-    deadline = time.monotonic() + settings.request_timeout_ms / 1000.0
+    assert model.batcher is not None
+    deadline = time.monotonic() + model.batcher.config.timeout_ms / 1000.0
     with holding_place(http_request, model):
         return await _forecast(model, request, settings.max_series_length, deadline)
 

@@ -68,7 +68,9 @@ async def _serve(
         # before any decoding
         images = [open_image(blob, max_pixels=call.max_pixels) for blob in blobs]
         pixels = sum(image.width * image.height for image in images)
-        async with call.pixels.hold(pixels, call.timeout_s):
+        # it waits for room no longer than the model's deadline for the work itself
+        assert call.model.batcher is not None
+        async with call.pixels.hold(pixels, call.model.batcher.config.timeout_ms / 1000.0):
             return await _run(call, images, postprocess, postprocess_in_thread)
 
 
