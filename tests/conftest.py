@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -48,6 +48,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_ready(
+    url: str,
+    running: Callable[[], bool],
+    output: Callable[[], str],
+    timeout: float,
+    poll_s: float = 0.1,
+) -> None:
+    """Poll ``url``'s readiness until 200; fail at once, with ``output()``, if the server is no
+    longer ``running``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running():
+            raise RuntimeError(f"the server exited:\n{output()[-5000:]}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(poll_s)
+    raise TimeoutError(f"not ready in {timeout} s:\n{output()[-5000:]}")
+
+
 class LiveServer:
     """``polypserve serve`` in a subprocess on a free port, waited on until ready."""
 
@@ -71,17 +93,7 @@ class LiveServer:
         )  # fmt: skip
 
     def wait_until_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("server did not become ready")
+        wait_until_ready(self.url, lambda: self.process.poll() is None, self.output, timeout)
 
     def output(self) -> str:
         self.log.seek(0)

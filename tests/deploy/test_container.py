@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, wait_until_ready
 from tests.contract.test_shutdown import SteadyLoad
 
 BUILD = REPO_ROOT / "docker" / "build-local.sh"
@@ -95,17 +95,7 @@ class Container:
         return result.stdout + result.stderr
 
     def wait_until_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.state()["Running"]:
-                raise RuntimeError(f"the container exited:\n{self.logs()[-5000:]}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"not ready in {timeout} s:\n{self.logs()[-5000:]}")
+        wait_until_ready(self.url, lambda: bool(self.state()["Running"]), self.logs, timeout, 0.5)
 
     def remove(self) -> None:
         self.podman_command("rm", "--force", "--time", "0", self.id)
