@@ -94,13 +94,9 @@ def test_memory_comes_back_after_large_images(server: LiveServer) -> None:
     def segment(_: int) -> int:
         return httpx.post(f"{server.url}/v1/segment", files=files, timeout=60).status_code
 
-    with ThreadPoolExecutor(4) as pool:
-        # the first concurrent round's one-time growth is part of the idle figure: measured
-        # after a single request instead, a fresh server's first round once settled at +106 MB
-        assert list(pool.map(segment, range(4))) == [200] * 4
-        time.sleep(1.0)
-        baseline = rss_mb(pid)
-        assert list(pool.map(segment, range(8))) == [200] * 8
+    baseline = rss_mb(pid)
+    with ThreadPoolExecutor(4) as pool:  # the first concurrent round counts too
+        assert list(pool.map(segment, range(12))) == [200] * 12
     time.sleep(1.5)
     assert rss_mb(pid) - baseline < 100, "resident memory stayed up after the large requests"
 
