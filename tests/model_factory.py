@@ -168,6 +168,7 @@ def build_hybrid_forecaster(
     window: int = 8,
     horizon: int = 4,
     base_powers: tuple[float, ...] = (),
+    seasonal_periods: dict[str, int] | None = None,
 ) -> Path:
     """A model that returns its ``base`` input, the service's AR(p) forecast, as the median, and
     that plus and minus ``base_scale`` as the outer quantiles."""
@@ -199,7 +200,8 @@ def build_hybrid_forecaster(
         outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
         forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9),
                                         base="ar_aic", base_history=64,
-                                        base_powers=list(base_powers)),
+                                        base_powers=list(base_powers),
+                                        base_seasonal_periods=seasonal_periods or {}),
     )  # fmt: skip
     return _save(graph, manifest, root)
 
