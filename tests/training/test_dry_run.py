@@ -53,8 +53,10 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     argv = ["--dry-run", "--out-dir", str(out_dir), "--work-dir", str(work_dir)]
     if task != "forecasting":
         argv += ["--data-root", str(data_root), "--device", "cpu"]
+    else:  # the forecaster's validation figures come from a --validate run: test windows here
+        argv += ["--evaluate-test"]
     results = module.main(argv)
-    version = 1 if task == "forecasting" else 2
+    version = 2
     manifest = check_model_dir(out_dir / name / str(version))
     assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
@@ -83,6 +85,11 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
         assert manifest.forecasting.std_floor == forecasting_module_eps()
         assert manifest.forecasting.quantiles == (0.1, 0.5, 0.9)
         assert manifest.forecasting.base == "ar_aic"
+        assert manifest.forecasting.base_seasonal_periods == {"MS": 12, "QS": 4}
+        assert manifest.provenance.test_evaluations == 1
+        scored = {"airline_rolling5", "airline_rolling5_base", "airline_rolling5_ar_p"}
+        assert scored <= results.keys()
+        assert "### Ablation" in card and "scored once for this version" in card
 
 
 def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
@@ -155,7 +162,7 @@ def test_test_splits_are_scored_only_on_request_and_counted(
 
 
 def forecasting_module_eps() -> float:
-    from training.forecasting import EPS
+    from training.rolling_origin import EPS
 
     return EPS
 
