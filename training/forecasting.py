@@ -50,6 +50,9 @@ from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import HORIZON, ORIGINS, VALIDATION_ORIGINS
 from training.windows import WindowSets, ar_bases
 
+# What a --weights run takes from its own command line; the rest is the trained run's recipe.
+RUN_FIELDS = ("out_dir", "work_dir", "weights", "ablation_weights", "export", "evaluate_test",
+              "device")  # fmt: skip
 # The shares of the LSTMs' correction a --validate run scores (0: the base's median, 1: theirs).
 CORRECTION_SHARES = (0.0, 0.25, 0.5, 1.0)
 # Season lengths by the freq a series is posted with; the base tries the airline model on them.
@@ -230,7 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
         return scores
 
     if cfg.weights:
-        models, history, command = load_run(cfg, Path(cfg.weights), command)
+        models, history, command, trained_with = load_run(Path(cfg.weights), command)
+        # the recipe is the run's; what to do with it is this command's
+        cfg = dataclasses.replace(trained_with, **{k: getattr(cfg, k) for k in RUN_FIELDS})
     else:
         bases = base_windows(cfg, all_series)
         models, history = {}, []
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  history=member_history, command=command)  # fmt: skip
     if not cfg.export:
         return {}
-    ablation = load_run(cfg, Path(cfg.ablation_weights), "")[0] if cfg.ablation_weights else None
+    ablation = load_run(Path(cfg.ablation_weights), "")[0] if cfg.ablation_weights else None
     return forecast_report.export_and_report(
         cfg, models, ablation, history, command, all_series, evaluated
     )
@@ -256,19 +261,21 @@ def base_windows(cfg: Config, all_series: dict[str, np.ndarray]) -> dict[str, np
             tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)}  # fmt: skip
 
 
-def load_run(cfg: Config, work_dir: Path, command: str):
-    """The five ensembles a finished run saved, its shipped member's history, and the whole
-    command chain (the run's command, then this one)."""
-    models, history, first = {}, [], ""
+def load_run(work_dir: Path, command: str):
+    """The five ensembles a finished run saved, its shipped member's history, the whole command
+    chain (the run's command, then this one) and the run's configuration."""
+    models, history, first, run = {}, [], "", Config()
     for origin in range(ORIGINS):
         ckpt = loop.load_checkpoint(work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt"))
-        run = Config(**ckpt["config"])
+        saved = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+        run = Config(**saved)
         model = Ensemble([new_member(run) for _ in range(run.members)], run.correction)
         model.load_state_dict(ckpt["model"])
         models[origin] = model.eval()
         if origin == 0:
             history, first = ckpt.get("history", []), ckpt.get("command", "")
-    return models, history, f"{first} ; {command}" if first and command else first or command
+    chain = f"{first} ; {command}" if first and command else first or command
+    return models, history, chain, run
 
 
 def predictor(cfg: Config, models: dict[int, nn.Module]) -> rolling_origin.PredictorOf:

@@ -207,3 +207,24 @@ def test_forecasting_validate_scores_a_recipe_and_ships_nothing(tmp_path: Path) 
     row = scores["series"]["airline"]
     assert row["ratio"] == pytest.approx(row["mase"] / row["ar_p_mase"]) and row["mase"] > 0
     assert not out_dir.exists() and not (tmp_path / "work" / "ckpt.pt").exists()
+
+
+def test_forecasting_scores_the_test_windows_of_a_finished_run_once(tmp_path: Path) -> None:
+    """A run ships without looking at the test windows; ``--weights --evaluate-test`` scores the
+    same graph's, and the manifest counts it."""
+    from training import forecasting
+
+    out_dir, work_dir = tmp_path / "models", tmp_path / "work"
+    argv = ["--dry-run", "--out-dir", str(out_dir), "--work-dir", str(work_dir)]
+    assert forecasting.main([*argv, "--correction", "0.5"]) == {}
+    version_dir = out_dir / "series-forecaster" / "2"
+    graph = (version_dir / MODEL_FILE).read_bytes()
+    assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 0
+    assert "have not been scored" in (out_dir / "series-forecaster" / "README.md").read_text()
+    results = forecasting.main([*argv, "--weights", str(work_dir), "--evaluate-test"])
+    manifest = Manifest.read(version_dir / MANIFEST_FILE)
+    assert (version_dir / MODEL_FILE).read_bytes() == graph
+    assert manifest.provenance.test_evaluations == 1 and manifest.metrics == results
+    assert "airline_rolling5" in results
+    assert "--correction 0.5" in manifest.provenance.command  # the trained run's recipe
+    assert "keeps 0.5 of their" in manifest.description
