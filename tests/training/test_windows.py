@@ -3,6 +3,8 @@ overlaps."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from training.rolling_origin import HORIZON
@@ -27,3 +29,24 @@ def test_window_sets_hold_out_each_series_last_window_and_its_overlap() -> None:
     assert len(sets.x) == n - HORIZON == int(sets.count[0])
     z = parts["a"][-window - HORIZON : -HORIZON]
     assert np.allclose(sets.val_x[0].numpy(), (z - z.mean()) / z.std(), atol=1e-5)
+
+
+def test_the_bases_are_computed_once_per_series_and_settings(tmp_path, monkeypatch) -> None:
+    from training import forecasting
+
+    calls: list[int] = []
+    compute = forecasting.ar_bases
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(forecasting, "ar_bases", counting)
+    y = np.sin(np.arange(100) / 3.0) + 5.0
+    cfg = forecasting.Config(work_dir=str(tmp_path))
+    first = forecasting.base_windows(cfg, {"a": y})
+    again = forecasting.base_windows(cfg, {"a": y})
+    assert len(calls) == 1 and np.array_equal(first["a"], again["a"])
+    forecasting.base_windows(cfg, {"a": y + 1.0})  # other values: computed afresh
+    forecasting.base_windows(dataclasses.replace(cfg, seasonal=False), {"a": y})
+    assert len(calls) == 3
