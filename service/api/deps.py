@@ -11,18 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from service.config import Settings
+from service.dataplane.images import ImageLimits
 from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
 from service.imaging import SUPPORTED_MEDIA_TYPES
 from service.loading import ModelVersion
 from service.manifest import Task
 from service.metrics import ServiceMetrics
-from service.pixel_budget import PixelBudget
 from service.registry import Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
@@ -66,9 +65,7 @@ class ImageCall:
 
     request: Request
     model: ModelVersion
-    max_pixels: int
-    decoders: CapacityLimiter
-    pixels: PixelBudget
+    limits: ImageLimits
 
 
 def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
@@ -85,9 +82,10 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> ImageCall:
         chosen = registry_of(request).for_task(task, model, version)
-        settings, state = settings_of(request), request.app.state
-        return ImageCall(request, chosen, settings.max_image_pixels, state.decode_limiter,
-                         state.pixel_budget)  # fmt: skip
+        state = request.app.state
+        limits = ImageLimits(state.settings.max_image_pixels, state.decode_limiter,
+                             state.pixel_budget)  # fmt: skip
+        return ImageCall(request, chosen, limits)
 
     return dependency
 

@@ -103,7 +103,7 @@ async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in post-processing /secret/path")
 
-    monkeypatch.setattr("service.api.images.detect", broken)
+    monkeypatch.setattr("service.dataplane.images.detect_outputs", broken)
     formatter = JsonFormatter()
     async with app_client(Settings(models_dir=tiny_repo), raise_app_exceptions=False) as http:
         response = await http.post(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api import images
+from service.dataplane import images
 from service.config import Settings
 from service.tasks.segmentation import rle_decode
 from tests.conftest import app_client
