@@ -26,7 +26,16 @@ from service.errors import PolypServeError
 from service.imaging import open_image
 from service.loading import ModelVersion
 from service.pixel_budget import PixelBudget
-from service.predict import StageTimer, complete, infer, prepare_batch
+from service.predict import (
+    StageTimer,
+    complete,
+    format_detections,
+    infer,
+    label_of,
+    prepare_batch,
+    round_box,
+    round_score,
+)
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
 from service.stream.tracking import SmoothingConfig, Tracker
@@ -218,29 +227,27 @@ class StreamSession:
         tracks: list[Any],
     ) -> dict[str, Any]:
         labels = self.model.manifest.labels if self.model.manifest else []
-        on = self.smoothing.on_threshold
-
-        def label(class_id: int) -> str:
-            return labels[class_id] if class_id < len(labels) else str(class_id)
-
+        shown = scores >= self.smoothing.on_threshold
         return {
             "type": "result",
             **self._echo(item.frame),
             "image": {"width": item.placement.image_width, "height": item.placement.image_height},
-            "detections": [
-                {"box": [round(float(c), 1) for c in box], "score": round(float(score), 4),
-                 "label": label(int(cid)), "class_id": int(cid)}
-                for box, score, cid in zip(boxes, scores, class_ids, strict=True)
-                if score >= on
-            ],
+            "detections": format_detections(labels, boxes[shown], scores[shown], class_ids[shown]),
             "tracks": [
-                {"track_id": t.track_id, "box": [round(float(c), 1) for c in t.box],
-                 "score": round(t.score, 4), "label": label(t.class_id), "class_id": t.class_id,
-                 "age": item.frame.index - t.first_frame + 1, "hits": int(sum(t.hits))}
-                for t in tracks if t.visible
+                {
+                    "track_id": t.track_id,
+                    "box": round_box(t.box),
+                    "score": round_score(t.score),
+                    "label": label_of(labels, t.class_id),
+                    "class_id": t.class_id,
+                    "age": item.frame.index - t.first_frame + 1,
+                    "hits": int(sum(t.hits)),
+                }
+                for t in tracks
+                if t.visible
             ],
             "dropped": self.stats.take_dropped_since_result(),
-        }  # fmt: skip
+        }
 
     async def _frame_failed(self, frame: Frame, exc: Exception) -> None:
         """One frame failed: tell the client and go on with the next one."""

@@ -250,3 +250,21 @@ def test_the_live_server_does_not_deflate_frames(live_server: LiveServer) -> Non
     with websocket_connect(url) as ws:  # the client offers permessage-deflate
         assert ws.protocol.extensions == []
         assert json.loads(ws.recv())["type"] == "ready"
+
+
+def test_a_frame_gets_the_same_detections_over_rest_and_the_stream(tiny_repo: Path) -> None:
+    # An odd size puts the boxes at fractions of a pixel, and a dull red gives a fractional
+    # score: both protocols must report them with the same rounding and labels.
+    frame = encode(solid_rgb(203, 117, (190, 60, 40)))
+    app = create_app(Settings(models_dir=tiny_repo, intra_op_threads=1))
+    with TestClient(app) as client:
+        rest = client.post(
+            "/v1/detect?score_threshold=0.4", content=frame, headers={"content-type": "image/png"}
+        )
+        with in_process_stream(client, "min_hits=1") as stream:
+            stream.receive()
+            stream.send(build_frame_message(frame, "odd"))
+            streamed = stream.receive()
+    (expected,) = rest.json()["results"]
+    assert expected["detections"] and streamed["detections"] == expected["detections"]
+    assert any(c != round(c, 1) for d in expected["detections"] for c in d["box"])
