@@ -2,10 +2,13 @@
 
 PolypServeError (500)
 ├── InvalidInputError (400)        undecodable image, malformed body
+├── UnauthorizedError (401)        no API key presented; comes with WWW-Authenticate
+├── ForbiddenError (403)           a wrong key, or an inference key on an admin route
 ├── ModelNotFoundError (404)       unknown model or version
+├── RequestTimeoutError (408)      the request body did not arrive in time
 ├── WrongTaskError (409)           a model of another task than the route's
-├── PayloadTooLargeError (413)     body bytes or image pixels over the limits
-├── UnsupportedMediaTypeError (415)
+├── PayloadTooLargeError (413)     body bytes, files, image pixels or values over the limits
+├── UnsupportedMediaTypeError (415) a body in a content type the route does not read
 ├── InvalidParameterError (422)    parameters outside what the model serves
 ├── NotReadyError (503)            the service or the model is not ready
 │   └── OverloadedError (503)      a queue is full; comes with Retry-After
@@ -34,8 +37,24 @@ class InvalidInputError(PolypServeError):
     status_code = 400
 
 
+class UnauthorizedError(PolypServeError):
+    status_code = 401
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(PolypServeError):
+    status_code = 403
+
+
 class ModelNotFoundError(PolypServeError):
     status_code = 404
+
+
+class RequestTimeoutError(PolypServeError):
+    status_code = 408
 
 
 class WrongTaskError(PolypServeError):

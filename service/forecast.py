@@ -68,7 +68,7 @@ def prepare_series(
             raise InvalidParameterError(
                 f"series {index} has {len(series.values)} values, over the limit {max_length}"
             )
-        values, count = fill_missing(series.values, series.missing)
+        values, count = fill_missing(series.values, series.missing, f"series {index}")
         if not np.isfinite(values).all():
             raise InvalidParameterError(f"series {index} has non-finite values")
         if values.size < decoding.window:

@@ -13,11 +13,17 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.exceptions import HTTPException
 
 from service.config import Settings
 from service.dataplane.images import ImageLimits
-from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
+from service.errors import (
+    InvalidInputError,
+    NotReadyError,
+    PayloadTooLargeError,
+    PolypServeError,
+    UnsupportedMediaTypeError,
+)
 from service.imaging import SUPPORTED_MEDIA_TYPES
 from service.loading import ModelVersion
 from service.manifest import Task
@@ -95,10 +101,15 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+def media_type_of(request: Request) -> str:
+    """The body's media type without parameters, lower case; "" when none is given."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def read_image_blobs(request: Request) -> list[bytes]:
     """The request's images: a raw image body, or every ``image`` field of a multipart form."""
     settings = settings_of(request)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = media_type_of(request)
     if media_type == "multipart/form-data":
         try:
             form = await request.form(
@@ -106,8 +117,8 @@ async def read_image_blobs(request: Request) -> list[bytes]:
                 max_fields=settings.max_form_fields,
                 max_part_size=settings.max_body_bytes,
             )
-        except MultiPartException as exc:
-            raise InvalidInputError(f"invalid multipart body: {exc.message}") from None
+        except HTTPException as exc:  # Starlette turns a MultiPartException into a 400
+            raise _multipart_error(str(exc.detail), settings) from None
         uploads = [item for item in form.getlist("image") if isinstance(item, UploadFile)]
         if not uploads:
             raise InvalidInputError("the multipart body has no 'image' file field")
@@ -120,6 +131,26 @@ async def read_image_blobs(request: Request) -> list[bytes]:
         f"unsupported content type '{media_type or 'none'}'",
         supported=sorted(_RAW_MEDIA_TYPES | {"multipart/form-data"}),
     )
+
+
+def _multipart_error(message: str, settings: Settings) -> PolypServeError:
+    """Starlette's multipart limits, in the project's words and with the 413 of every limit;
+    any other multipart failure is a malformed body (400)."""
+    limits = {
+        "Too many files": (settings.max_images_per_request, "images", "MAX_IMAGES_PER_REQUEST"),
+        "Too many fields": (settings.max_form_fields, "form fields", "MAX_FORM_FIELDS"),
+    }
+    for prefix, (limit, what, setting) in limits.items():
+        if message.startswith(prefix):
+            return PayloadTooLargeError(
+                f"a request holds at most {limit} {what} (POLYPSERVE_{setting})", limit=limit
+            )
+    if "exceeded maximum size" in message:
+        limit = settings.max_body_bytes
+        return PayloadTooLargeError(
+            f"a multipart part is over the limit of {limit} bytes", limit=limit
+        )
+    return InvalidInputError(f"invalid multipart body: {message}")
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

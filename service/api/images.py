@@ -18,6 +18,8 @@ from service.loading import ModelVersion
 from service.schemas import ImageResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
+CLASSIFY, DETECT, SEGMENT = "/classify", "/detect", "/segment"
+PATHS = tuple(router.prefix + path for path in (CLASSIFY, DETECT, SEGMENT))
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 IMAGE_BODY: dict[str, Any] = {
@@ -48,7 +50,7 @@ def _response(model: ModelVersion, served: Served[list[dict[str, Any]]]) -> Resp
     return Response(to_json(payload), media_type="application/json")
 
 
-@router.post("/classify", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
+@router.post(CLASSIFY, response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def classify_images(
     call: ClassifyCall, top_k: Annotated[int | None, Query(ge=1, le=1000)] = None
 ) -> Response:
@@ -58,7 +60,7 @@ async def classify_images(
     return _response(call.model, served)
 
 
-@router.post("/detect", response_model=ImageResponse, openapi_extra=IMAGE_BODY)
+@router.post(DETECT, response_model=ImageResponse, openapi_extra=IMAGE_BODY)
 async def detect_objects(
     call: DetectCall,
     score_threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
@@ -74,7 +76,7 @@ async def detect_objects(
 
 
 @router.post(
-    "/segment",
+    SEGMENT,
     response_model=ImageResponse,
     responses={200: {"content": {"image/png": {}}}},
     openapi_extra=IMAGE_BODY,

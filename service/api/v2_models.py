@@ -26,6 +26,13 @@ from service.v2.infer import build_response, decompress, parse_request
 from service.v2.tensors import FROM_ELEMENT_TYPE, TRITON_CONFIG_TYPES
 
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
+MODELS_PREFIX = "/v2/models/"
+
+
+def is_inference_path(path: str) -> bool:
+    """``/v2/models/{name}[/versions/{version}]/infer``."""
+    return path.startswith(MODELS_PREFIX) and path.endswith("/infer")
+
 
 EXTENSIONS = [
     "classification", "binary_tensor_data", "model_repository", "model_configuration",

@@ -26,8 +26,11 @@ _MONTH_STEPS = {"MS": 1, "QS": 3, "YS": 12}
 FREQUENCIES = (*_FIXED_STEPS, *_MONTH_STEPS)
 
 
-def fill_missing(values: list[float | None], policy: MissingPolicy) -> tuple[np.ndarray, int]:
-    """The series as float64 with gaps filled by ``policy``, and how many values were filled.
+def fill_missing(
+    values: list[float | None], policy: MissingPolicy, name: str = "series"
+) -> tuple[np.ndarray, int]:
+    """The series as float64 with gaps filled by ``policy``, and how many values were filled;
+    errors name the series by ``name`` ("series 2").
 
     A gap that the policy cannot close (any gap under ``error``, a leading gap under ``ffill``,
     a gap at either end under ``interpolate``) is an error: a gap is never closed silently.
@@ -39,18 +42,19 @@ def fill_missing(values: list[float | None], policy: MissingPolicy) -> tuple[np.
         return series, 0
     if policy == "error":
         raise InvalidParameterError(
-            f"series has {count} missing values; set missing to 'interpolate' or 'ffill'"
+            f"{name} has {count} missing value{'' if count == 1 else 's'}; "
+            "set missing to 'interpolate' or 'ffill'"
         )
     known = np.flatnonzero(~missing)
     if known.size == 0:
-        raise InvalidParameterError("series has no values")
+        raise InvalidParameterError(f"{name} has no values")
     if policy == "ffill":
         if missing[0]:
-            raise InvalidParameterError("series starts with a gap that 'ffill' cannot fill")
+            raise InvalidParameterError(f"{name} starts with a gap that 'ffill' cannot fill")
         last_known = np.maximum.accumulate(np.where(missing, 0, np.arange(series.size)))
         return series[last_known], count
     if missing[0] or missing[-1]:
-        raise InvalidParameterError("'interpolate' cannot fill a gap at the start or end")
+        raise InvalidParameterError(f"{name}: 'interpolate' cannot fill a gap at the start or end")
     filled = series.copy()
     filled[missing] = np.interp(np.flatnonzero(missing), known, series[known])
     return filled, count

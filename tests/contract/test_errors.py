@@ -80,6 +80,16 @@ async def test_multipart_without_image_field_is_400(client: httpx.AsyncClient) -
     assert "'image'" in response.json()["error"]
 
 
+async def test_more_files_than_the_limit_is_the_projects_413(client: httpx.AsyncClient) -> None:
+    files = [("image", (f"{i}.png", RED, "image/png")) for i in range(33)]
+    response = await client.post("/v1/classify", files=files)
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "a request holds at most 32 images (POLYPSERVE_MAX_IMAGES_PER_REQUEST)",
+        "limit": 32,
+    }
+
+
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/classify", content=b"\0" * (20 * 1024 * 1024 + 1),
