@@ -85,8 +85,3 @@ class OverloadedError(NotReadyError):
 
 class DeadlineExceededError(PolypServeError):
     status_code = 504
-
-
-def is_whole_number(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "¹" and "٣", which ``int`` refuses."""
-    return text.isascii() and text.isdigit()

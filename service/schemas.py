@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from service.tasks.forecasting import Frequency, MissingPolicy
+from service.dataplane.tasks.forecasting import Frequency, MissingPolicy
 
 
 def _encodable(text: str) -> str:

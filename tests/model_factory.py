@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import (
+from service.repository.manifest import (
     ClassificationDecoding,
     DetectionDecoding,
     ForecastingDecoding,

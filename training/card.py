@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from service.manifest import MANIFEST_FILE, Manifest
+from service.repository.manifest import MANIFEST_FILE, Manifest
 
 KVASIR_TERMS = (
     "Kvasir-SEG (Simula): research and educational use only; commercial use forbidden without "

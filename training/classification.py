@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.manifest import (
+from service.repository.manifest import (
     ClassificationDecoding,
     Manifest,
     Preprocessing,

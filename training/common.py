@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.manifest import Provenance
+from service.repository.manifest import Provenance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"

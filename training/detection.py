@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.manifest import (
+from service.repository.manifest import (
     DetectionDecoding,
     Manifest,
     Preprocessing,

@@ -11,7 +11,7 @@ Normalisation (``window_standard``, identical in training and serving): each inp
 ``window`` values is standardised by its own mean and population standard deviation (ddof 0),
 the deviation floored at EPS = 1e-6; the forecast comes out in those units and is mapped back
 with the same two numbers. Base (``ar_aic``, identical in training and serving): the AR(p)
-forecast of the series' last ``ar_history`` values (``service.tasks.autoregressive``:
+forecast of the series' last ``ar_history`` values (``service.dataplane.tasks.autoregressive``:
 BASELINES.md's AR(p), order by AIC, fitted to the levels or to one of the Box-Cox ``ar_powers``,
 whichever predicts one step ahead best) and the root mean square of its one-step residuals, in
 the window's units. The model's quantiles are that forecast plus a correction learnt across series,
@@ -41,8 +41,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from service.manifest import ForecastingDecoding, Manifest, TensorSpec
-from service.tasks import autoregressive
+from service.dataplane.tasks import autoregressive
+from service.repository.manifest import ForecastingDecoding, Manifest, TensorSpec
 from training import card, common, data, export, loop, rolling_origin, series
 from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import EPS, HORIZON, ORIGINS, VALIDATION_ORIGINS

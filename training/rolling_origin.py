@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.tasks import autoregressive
-from service.tasks.forecasting import ar_base
+from service.dataplane.tasks import autoregressive
+from service.dataplane.tasks.forecasting import ar_base
 from training import metrics, series
 
 HORIZON = 12

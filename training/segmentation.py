@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.manifest import (
+from service.repository.manifest import (
     Manifest,
     Preprocessing,
     SegmentationDecoding,

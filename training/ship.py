@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from service.manifest import MANIFEST_FILE, Manifest, Metrics
+from service.repository.manifest import MANIFEST_FILE, Manifest, Metrics
 from training import data, export
 
 

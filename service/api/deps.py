@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from service.config import Settings
 from service.dataplane.images import ImageLimits
+from service.dataplane.imaging import SUPPORTED_MEDIA_TYPES
 from service.errors import (
     InvalidInputError,
     NotReadyError,
@@ -24,34 +25,26 @@ from service.errors import (
     PolypServeError,
     UnsupportedMediaTypeError,
 )
-from service.imaging import SUPPORTED_MEDIA_TYPES
-from service.loading import ModelVersion
-from service.manifest import Task
 from service.metrics import ServiceMetrics
-from service.registry import Registry
+from service.repository.manifest import Task
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
 _RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}
 
 
-def settings_of(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def get_settings(request: Request) -> Settings:
-    return settings_of(request)
-
-
-def registry_of(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
+    """The model registry; 503 while the models are still loading."""
     registry: Registry = request.app.state.registry
     if not registry.loaded:
         raise NotReadyError("models are still loading")
     return registry
-
-
-async def get_registry(request: Request) -> Registry:
-    return registry_of(request)
 
 
 @contextmanager
@@ -87,7 +80,7 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         model: Annotated[str | None, Query(description="default: the task's default")] = None,
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> ImageCall:
-        chosen = registry_of(request).for_task(task, model, version)
+        chosen = (await get_registry(request)).for_task(task, model, version)
         state = request.app.state
         limits = ImageLimits(state.settings.max_image_pixels, state.decode_limiter,
                              state.pixel_budget)  # fmt: skip
@@ -108,7 +101,7 @@ def media_type_of(request: Request) -> str:
 
 async def read_image_blobs(request: Request) -> list[bytes]:
     """The request's images: a raw image body, or every ``image`` field of a multipart form."""
-    settings = settings_of(request)
+    settings = await get_settings(request)
     media_type = media_type_of(request)
     if media_type == "multipart/form-data":
         try:

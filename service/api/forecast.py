@@ -12,10 +12,10 @@ from fastapi.routing import APIRoute
 
 from service.api.deps import RegistryDep, SettingsDep, holding_place, media_type_of
 from service.api.errors import ERROR_RESPONSES
+from service.dataplane.forecast import finish_forecast, prepare_series
+from service.dataplane.predict import StageTimer, complete, infer
 from service.errors import InvalidParameterError, PayloadTooLargeError, UnsupportedMediaTypeError
-from service.forecast import finish_forecast, prepare_series
-from service.loading import ModelVersion
-from service.predict import StageTimer, complete, infer
+from service.repository.model_version import ModelVersion
 from service.schemas import ForecastRequest, ForecastResponse
 
 

@@ -12,9 +12,9 @@ from service.api.deps import ClassifyCall, DetectCall, SegmentCall, holding_plac
 from service.api.errors import ERROR_RESPONSES
 from service.dataplane import images
 from service.dataplane.images import Served
+from service.dataplane.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
 from service.errors import InvalidParameterError
-from service.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
-from service.loading import ModelVersion
+from service.repository.model_version import ModelVersion
 from service.schemas import ImageResponse
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)

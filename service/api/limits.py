@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api import forecast, images, v2_models
 from service.api.errors import error_response
 from service.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
+from service.parsing import is_whole_number
 
 _SEND_CHUNK = 256 * 1024
 
@@ -57,13 +58,8 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         limit = self.json_limit if _parsed_as_json(scope["path"], headers) else self.default_limit
-        declared = headers.get(b"content-length")
-        if (
-            declared is not None
-            and declared.isascii()
-            and declared.isdigit()
-            and int(declared) > limit
-        ):
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if is_whole_number(declared) and int(declared) > limit:
             await error_response(_body_too_large(limit))(scope, receive, send)
             return
         received = 0

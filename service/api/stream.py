@@ -18,11 +18,11 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from service import client_json
 from service.config import Settings
 from service.errors import InvalidInputError, PolypServeError
 from service.metrics import ServiceMetrics, observe_stream_message
-from service.registry import Registry
+from service.parsing import parse_json
+from service.repository.registry import Registry
 from service.stream.framing import parse_frame_message
 from service.stream.session import StreamSession
 from service.stream.tracking import SmoothingConfig
@@ -171,7 +171,7 @@ async def _receive_loop(
                 await send({"type": "error", **exc.to_dict()})
             continue
         try:
-            command = client_json.parse(message.get("text") or "", "the text message")
+            command = parse_json(message.get("text") or "", "the text message")
             kind = command.get("type") if isinstance(command, dict) else None
         except InvalidInputError:
             kind = None

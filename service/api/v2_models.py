@@ -15,9 +15,10 @@ from fastapi.responses import Response
 from service import __version__
 from service.api.deps import RegistryDep, SettingsDep, holding_place
 from service.api.errors import ERROR_RESPONSES
-from service.errors import InvalidInputError, is_whole_number
-from service.loading import ModelVersion
-from service.registry import Registry
+from service.errors import InvalidInputError
+from service.parsing import is_whole_number
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry
 from service.v2 import describe
 from service.v2.serving import serve_inference
 

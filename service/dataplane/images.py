@@ -23,16 +23,16 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 
-from service.batching import RunBatch
+from service.dataplane.imaging import OpenedImage, open_image
+from service.dataplane.predict import StageTimer, complete, infer, prepare_batch
+from service.dataplane.predict import classify as classify_outputs
+from service.dataplane.predict import detect as detect_outputs
+from service.dataplane.predict import segment as segment_outputs
+from service.dataplane.tasks.geometry import Placement
 from service.errors import PolypServeError
-from service.imaging import OpenedImage, open_image
-from service.loading import ModelVersion
-from service.pixel_budget import PixelBudget
-from service.predict import StageTimer, complete, infer, prepare_batch
-from service.predict import classify as classify_outputs
-from service.predict import detect as detect_outputs
-from service.predict import segment as segment_outputs
-from service.tasks.geometry import Placement
+from service.repository.model_version import ModelVersion
+from service.scheduling.batching import RunBatch
+from service.scheduling.pixel_budget import PixelBudget
 
 R = TypeVar("R")
 Postprocess = Callable[[dict[str, np.ndarray], list[Placement]], R]

@@ -22,11 +22,8 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 
-from service.errors import PolypServeError
-from service.imaging import open_image
-from service.loading import ModelVersion
-from service.pixel_budget import PixelBudget
-from service.predict import (
+from service.dataplane.imaging import open_image
+from service.dataplane.predict import (
     StageTimer,
     complete,
     format_detections,
@@ -36,11 +33,14 @@ from service.predict import (
     round_box,
     round_score,
 )
+from service.dataplane.tasks.detection import select_detections
+from service.dataplane.tasks.geometry import Placement, boxes_to_image
+from service.errors import PolypServeError
+from service.repository.model_version import ModelVersion
+from service.scheduling.pixel_budget import PixelBudget
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
 from service.stream.tracking import SmoothingConfig, Tracker
-from service.tasks.detection import select_detections
-from service.tasks.geometry import Placement, boxes_to_image
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.tasks.detection import box_iou
+from service.dataplane.tasks.detection import box_iou
 
 
 class SmoothingConfig(BaseModel):

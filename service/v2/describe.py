@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.batch_stats import Duration
-from service.loading import ModelVersion
-from service.manifest import TensorSpec
+from service.repository.manifest import TensorSpec
+from service.repository.model_version import ModelVersion
+from service.scheduling.batch_stats import Duration
 from service.v2.tensors import FROM_ELEMENT_TYPE, TRITON_CONFIG_TYPES
 
 PLATFORM = "onnxruntime_onnx"

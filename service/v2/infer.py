@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.errors import InvalidInputError, PayloadTooLargeError
-from service.manifest import Manifest, TensorSpec
+from service.repository.manifest import Manifest, TensorSpec
 from service.schemas import Text
 from service.v2.tensors import (
     FROM_ELEMENT_TYPE,

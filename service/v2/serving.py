@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.errors import InvalidInputError, is_whole_number
-from service.loading import ModelVersion
-from service.predict import StageTimer, complete, infer
+from service.dataplane.predict import StageTimer, complete, infer
+from service.errors import InvalidInputError
+from service.parsing import is_whole_number
+from service.repository.model_version import ModelVersion
 from service.v2.infer import build_response, compress, decompress, parse_request
 
 HEADER_LENGTH = "inference-header-content-length"

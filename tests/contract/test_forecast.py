@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.tasks import autoregressive
+from service.dataplane.tasks import autoregressive
 from tests.conftest import app_client
 from tests.model_factory import build_hybrid_forecaster
 

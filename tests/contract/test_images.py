@@ -15,7 +15,7 @@ from PIL import Image
 
 from service.config import Settings
 from service.dataplane import images
-from service.tasks.segmentation import rle_decode
+from service.dataplane.tasks.segmentation import rle_decode
 from tests.conftest import app_client
 from tests.images import encode, red_square_on_green, solid_rgb
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.dataplane.forecast import prepare_series
 from service.errors import DeadlineExceededError, OverloadedError, PayloadTooLargeError
-from service.forecast import prepare_series
-from service.manifest import Manifest
-from service.pixel_budget import PixelBudget
+from service.repository.manifest import Manifest
+from service.scheduling.pixel_budget import PixelBudget
 from service.schemas import ForecastRequest
 from tests.conftest import LiveServer, rss_mb
 from tests.perf.memory import flat_png

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from service.config import Settings
-from service.tasks.segmentation import rle_decode
+from service.dataplane.tasks.segmentation import rle_decode
 from tests.conftest import DATA_ROOT, REPO_ROOT, LiveServer, app_client
 
 pytestmark = pytest.mark.anyio

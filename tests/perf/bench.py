@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image
 
 from service.config import Settings
-from service.imaging import open_image
-from service.loading import load_version
-from service.memory import keep_freed_memory
-from service.predict import StageTimer, classify, detect, prepare_batch, segment
-from service.registry import discover
+from service.dataplane.imaging import open_image
+from service.dataplane.predict import StageTimer, classify, detect, prepare_batch, segment
+from service.repository.model_version import load_version
+from service.repository.registry import discover
+from service.server.memory import keep_freed_memory
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
 from tests.perf.overload import overload, saturate
@@ -42,7 +42,8 @@ from tests.perf.overload import overload, saturate
 MODELS = ["polyp-detector", "polyp-classifier", "polyp-segmenter"]
 FRAMES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 CONCURRENCY = [1, 8, 32]
-# The latency budget of the second overload run: two frames at 30 fps (see service.admission).
+# The latency budget of the second overload run: two frames at 30 fps
+# (see service.scheduling.admission).
 OVERLOAD_BUDGET_MS = 60
 SAMPLE = Path("../shared/data/kvasir-seg/images/cju0qkwl35piu0993l0dewei2.jpg")
 ROUTES = {"detection": "/v1/detect", "classification": "/v1/classify",

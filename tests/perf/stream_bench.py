@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 from websockets.asyncio.client import connect
 
+from service.dataplane.tasks.detection import box_iou
 from service.stream.framing import build_frame_message
-from service.tasks.detection import box_iou
 from tests.perf import servers
 from training.data import boxes_from_mask, read_mask
 

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from service.repository.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from tests.training.conftest import make_imagefolder, make_yolo
 from training import data as datasets
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.manifest import Manifest
+from service.repository.manifest import Manifest
 from tests.conftest import app_client
 from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir

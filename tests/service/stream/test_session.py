@@ -10,10 +10,10 @@ import anyio
 import pytest
 from anyio import CapacityLimiter
 
-from service import predict
 from service.config import Settings
-from service.loading import load_version
-from service.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
+from service.dataplane import predict
+from service.repository.model_version import load_version
+from service.scheduling.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
 from service.stream import session as session_module
 from service.stream.framing import FramePayload
 from service.stream.session import LatestSlot, MovingMean, StreamSession
