@@ -60,8 +60,9 @@ def _serve(settings: Settings) -> int:
 
         reason = cuda_unavailable_reason()
         if reason is not None:
-            print(f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}", file=sys.stderr
+            )
             return 1
 
     import uvicorn

@@ -1,18 +1,19 @@
 """One error hierarchy; each error carries its HTTP status and one handler renders it.
 
 PolypServeError (500)
-├── InvalidInputError (400)        undecodable image, malformed body
-├── UnauthorizedError (401)        no API key presented; comes with WWW-Authenticate
-├── ForbiddenError (403)           a wrong key, or an inference key on an admin route
-├── ModelNotFoundError (404)       unknown model or version
-├── RequestTimeoutError (408)      the request body did not arrive in time
-├── WrongTaskError (409)           a model of another task than the route's
-├── PayloadTooLargeError (413)     body bytes, files, image pixels or values over the limits
-├── UnsupportedMediaTypeError (415) a body in a content type the route does not read
-├── InvalidParameterError (422)    parameters outside what the model serves
-├── NotReadyError (503)            the service or the model is not ready
-│   └── OverloadedError (503)      a queue is full; comes with Retry-After
-└── DeadlineExceededError (504)    the request's deadline passed before its work ran
+├── InvalidInputError (400)          undecodable image, malformed body
+├── UnauthorizedError (401)          no API key presented; comes with WWW-Authenticate
+├── ForbiddenError (403)             a wrong key, or an inference key on an admin route
+├── ModelNotFoundError (404)         unknown model or version
+├── RequestTimeoutError (408)        the request body did not arrive in time
+├── WrongTaskError (409)             a model of another task than the route's
+├── PayloadTooLargeError (413)       body bytes, files, image pixels or values over the limits
+├── UnsupportedMediaTypeError (415)  a body in a content type the route does not read
+├── InvalidParameterError (422)      parameters outside what the model serves
+├── HeadTooLargeError (431)          request line and headers over their limit (uvicorn level)
+├── NotReadyError (503)              the service or the model is not ready
+│   └── OverloadedError (503)        a queue is full; comes with Retry-After
+└── DeadlineExceededError (504)      the request's deadline passed before its work ran
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class UnsupportedMediaTypeError(PolypServeError):
 
 class InvalidParameterError(PolypServeError):
     status_code = 422
+
+
+class HeadTooLargeError(PolypServeError):
+    status_code = 431
 
 
 class NotReadyError(PolypServeError):

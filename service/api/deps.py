@@ -82,8 +82,9 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
     ) -> ImageCall:
         chosen = (await get_registry(request)).for_task(task, model, version)
         state = request.app.state
-        limits = ImageLimits(state.settings.max_image_pixels, state.decode_limiter,
-                             state.pixel_budget)  # fmt: skip
+        limits = ImageLimits(
+            state.settings.max_image_pixels, state.decode_limiter, state.pixel_budget
+        )
         return ImageCall(request, chosen, limits)
 
     return dependency

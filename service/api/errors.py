@@ -54,8 +54,11 @@ CLIENT_CLOSED_REQUEST = 499
 async def _client_disconnected(request: Request, exc: Exception) -> Response:
     token = REQUEST_ID.set(getattr(request.state, "request_id", None))
     try:
-        logger.info("client disconnected before its request body arrived: %s %s",
-                    request.method, request.url.path)  # fmt: skip
+        logger.info(
+            "client disconnected before its request body arrived: %s %s",
+            request.method,
+            request.url.path,
+        )
     finally:
         REQUEST_ID.reset(token)
     return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -99,8 +99,11 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
             for start in range(0, len(body), _SEND_CHUNK):
                 last = start + _SEND_CHUNK >= len(body)
-                piece = {"type": "http.response.body", "body": body[start : start + _SEND_CHUNK],
-                         "more_body": more or not last}  # fmt: skip
+                piece = {
+                    "type": "http.response.body",
+                    "body": body[start : start + _SEND_CHUNK],
+                    "more_body": more or not last,
+                }
                 async with asyncio.timeout(self.send_timeout):
                     await send(piece)
 

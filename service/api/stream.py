@@ -105,21 +105,29 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code, reason)
 
     session = StreamSession(
-        model, smoothing,
+        model,
+        smoothing,
         defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
         params.max_detections or defaults.max_detections,
-        settings.max_image_pixels, send, close, websocket.app.state.decode_limiter,
+        settings.max_image_pixels,
+        send,
+        close,
+        websocket.app.state.decode_limiter,
         websocket.app.state.pixel_budget,
-    )  # fmt: skip
+    )
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))
     session.start()
     idle = IdleWatch(settings.stream_idle_timeout_s, session)
     try:
-        await send({
-            "type": "ready", "model": {"name": model.name, "version": model.version},
-            "smoothing": smoothing.model_dump(), "max_frame_bytes": settings.max_frame_bytes,
-        })  # fmt: skip
+        await send(
+            {
+                "type": "ready",
+                "model": {"name": model.name, "version": model.version},
+                "smoothing": smoothing.model_dump(),
+                "max_frame_bytes": settings.max_frame_bytes,
+            }
+        )
         await _receive_loop(websocket, session, send, settings.max_frame_bytes, idle)
     except WebSocketDisconnect:
         pass

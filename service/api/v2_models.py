@@ -98,9 +98,12 @@ async def model_statistics(
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
 async def model_infer(
-    request: Request, registry: RegistryDep, settings: SettingsDep, name: str,
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    name: str,
     version: str | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     model = _model(registry, name, version)
     with holding_place(request, model):
         body = await request.body()

@@ -69,8 +69,9 @@ def warmup_feeds(
     serves (image size from preprocessing)."""
     feeds = {}
     for tensor in graph_inputs:
-        shape = [dim if dim is not None else batch if i == 0 else 1
-                 for i, dim in enumerate(tensor.shape)]  # fmt: skip
+        shape = [
+            dim if dim is not None else batch if i == 0 else 1 for i, dim in enumerate(tensor.shape)
+        ]
         if manifest.preprocessing is not None and len(shape) == 4:
             shape[2:] = manifest.preprocessing.size
         if manifest.forecasting is not None and len(shape) == 3:

@@ -92,9 +92,13 @@ class Batcher:
         now = time.perf_counter()
         loop = asyncio.get_running_loop()
         item = _Item(
-            feeds, rows, _signature(feeds), now, now + self.config.timeout_ms / 1000.0,
+            feeds,
+            rows,
+            _signature(feeds),
+            now,
+            now + self.config.timeout_ms / 1000.0,
             loop.create_future(),
-        )  # fmt: skip
+        )
         self._queue.append(item)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -114,8 +118,8 @@ class Batcher:
         """The caller (holding an admission place) is the only request in, nothing is queued
         and an instance is free: it would find no batch to join."""
         # Only then: with others in, the event loop is busy too, and work that crosses the GIL
-        # as often as decoding does waits for it each time, holding the instance meanwhile (the
-        # p99 under 4x overload went from 100 to 230-350 ms in half the runs).
+        # as often as decoding does would wait for it each time while holding the instance, so
+        # every request queued behind it would wait as well (the tail latency under overload).
         return (
             self.admission.admitted <= 1
             and not self._queue
@@ -192,10 +196,11 @@ class Batcher:
             started = time.perf_counter()
             self._running += 1
             feeds = {
-                name: np.concatenate([item.feeds[name] for item in batch]) if len(batch) > 1
+                name: np.concatenate([item.feeds[name] for item in batch])
+                if len(batch) > 1
                 else batch[0].feeds[name]
                 for name in batch[0].feeds
-            }  # fmt: skip
+            }
             try:
                 outputs = await loop.run_in_executor(self._executor, self._run_batch, feeds)
             except Exception as exc:

@@ -1,8 +1,9 @@
 """A limit on the request head (request line and headers) for uvicorn's httptools protocol.
 
-httptools buffers a head of any size (200 MB of headers were accepted); h11 has a limit but
-parses in Python. This protocol counts the head as httptools parses it and, past the limit,
-answers 431 with the service's JSON error and closes the connection, before the rest arrives.
+httptools buffers a head of any size (hundreds of megabytes of headers, held in memory); h11
+has a limit but parses in Python. This protocol counts the head as httptools parses it and,
+past the limit, answers 431 with the service's JSON error and closes the connection, before
+the rest arrives.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.errors import HeadTooLargeError
 
-class _HeadTooLargeError(Exception):
+
+class _StopParsing(Exception):
     pass
 
 
@@ -50,17 +53,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.head_bytes <= self.max_head_bytes or self.refused:
             return
         self.refused = True
-        body = json.dumps({
-            "error": f"the request line and headers are over the limit of {self.max_head_bytes} "
-                     "bytes (POLYPSERVE_MAX_HEADER_BYTES)",
-            "limit": self.max_head_bytes,
-        }).encode()  # fmt: skip
+        error = HeadTooLargeError(
+            f"the request line and headers are over the limit of {self.max_head_bytes} bytes "
+            "(POLYPSERVE_MAX_HEADER_BYTES)",
+            limit=self.max_head_bytes,
+        )
+        body = json.dumps(error.to_dict()).encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
         )
         self.transport.close()
-        raise _HeadTooLargeError  # stops the parser
+        raise _StopParsing
 
 
 def bounded_protocol(max_head_bytes: int) -> Any:

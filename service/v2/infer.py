@@ -203,8 +203,10 @@ def build_response(
         if top:
             array = classification_strings(array, int(top), labels)
         entry: dict[str, Any] = {
-            "name": wanted.name, "datatype": datatype_of(array), "shape": list(array.shape),
-        }  # fmt: skip
+            "name": wanted.name,
+            "datatype": datatype_of(array),
+            "shape": list(array.shape),
+        }
         if wanted.parameters.get("binary_data", request.binary_default):
             blob = to_binary(array)
             entry["parameters"] = {"binary_data_size": len(blob)}
@@ -213,8 +215,10 @@ def build_response(
             entry["data"] = to_json_data(array)
         entries.append(entry)
     response: dict[str, Any] = {
-        "model_name": model_name, "model_version": str(version), "outputs": entries,
-    }  # fmt: skip
+        "model_name": model_name,
+        "model_version": str(version),
+        "outputs": entries,
+    }
     if request.id is not None:
         response["id"] = request.id
     header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()

@@ -92,9 +92,10 @@ async def test_more_files_than_the_limit_is_the_projects_413(client: httpx.Async
 
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/v1/classify", content=b"\0" * (20 * 1024 * 1024 + 1),
+        "/v1/classify",
+        content=b"\0" * (20 * 1024 * 1024 + 1),
         headers={"content-type": "image/png"},
-    )  # fmt: skip
+    )
     assert response.status_code == 413
     assert "limit" in response.json()["error"]
 
@@ -117,9 +118,10 @@ async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
     formatter = JsonFormatter()
     async with app_client(Settings(models_dir=tiny_repo), raise_app_exceptions=False) as http:
         response = await http.post(
-            "/v1/detect", content=RED,
+            "/v1/detect",
+            content=RED,
             headers={"content-type": "image/png", "x-request-id": "req-500"},
-        )  # fmt: skip
+        )
         assert (await http.get("/v2/health/live")).status_code == 200
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error"}  # no path, no traceback

@@ -141,8 +141,9 @@ def test_hostile_json_gets_an_error_and_the_session_goes_on(connect: Connect) ->
 
 def test_idle_sessions_are_closed_and_free_their_places(tiny_repo: Path) -> None:
     # Real sockets: the websockets client answers the server's pings, which are not activity.
-    server = LiveServer(tiny_repo, POLYPSERVE_MAX_STREAM_SESSIONS="2",
-                        POLYPSERVE_STREAM_IDLE_TIMEOUT_S="1.5")  # fmt: skip
+    server = LiveServer(
+        tiny_repo, POLYPSERVE_MAX_STREAM_SESSIONS="2", POLYPSERVE_STREAM_IDLE_TIMEOUT_S="1.5"
+    )
     try:
         server.wait_until_ready()
         with socket_stream(server.url, "") as first, socket_stream(server.url, "") as second:
@@ -185,9 +186,13 @@ def test_report_on_close_request_lists_tracks_and_latency(connect: Connect) -> N
 
 @pytest.mark.parametrize(
     ("query", "needle"),
-    [("model=nope", "unknown model"), ("model=tiny-classifier", "not detection"),
-     ("min_hits=9&window=3", "min_hits"), ("surprise=1", "surprise")],
-)  # fmt: skip
+    [
+        ("model=nope", "unknown model"),
+        ("model=tiny-classifier", "not detection"),
+        ("min_hits=9&window=3", "min_hits"),
+        ("surprise=1", "surprise"),
+    ],
+)
 def test_invalid_parameters_close_with_1008(connect: Connect, query: str, needle: str) -> None:
     with connect(query) as stream:
         error = stream.receive()
@@ -237,9 +242,12 @@ def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
         stream.send(build_frame_message(RED, "first"))
         failed = stream.receive()
         assert failed == {
-            "type": "error", "frame_index": 0, "frame_id": "first", "timestamp": None,
+            "type": "error",
+            "frame_index": 0,
+            "frame_id": "first",
+            "timestamp": None,
             "error": "internal error",
-        }  # fmt: skip
+        }
         stream.send(build_frame_message(RED, "second"))
         assert stream.receive()["frame_id"] == "second"
 

@@ -36,20 +36,24 @@ def place_image(
     """Where an image of the given size lands in a network input of ``input_size`` (H, W)."""
     input_height, input_width = input_size
     if mode == "stretch":
-        return Placement(
-            image_width, image_height, input_width, input_height,
-            input_width / image_width, input_height / image_height,
-            0, 0, input_width, input_height,
-        )  # fmt: skip
-    scale = min(input_width / image_width, input_height / image_height)
-    resized_width = max(1, min(input_width, round(image_width * scale)))
-    resized_height = max(1, min(input_height, round(image_height * scale)))
-    pad_x = (input_width - resized_width) // 2
-    pad_y = (input_height - resized_height) // 2
+        scale_x, scale_y = input_width / image_width, input_height / image_height
+        resized_width, resized_height = input_width, input_height
+    else:
+        scale_x = scale_y = min(input_width / image_width, input_height / image_height)
+        resized_width = max(1, min(input_width, round(image_width * scale_x)))
+        resized_height = max(1, min(input_height, round(image_height * scale_y)))
     return Placement(
-        image_width, image_height, input_width, input_height,
-        scale, scale, pad_x, pad_y, resized_width, resized_height,
-    )  # fmt: skip
+        image_width=image_width,
+        image_height=image_height,
+        input_width=input_width,
+        input_height=input_height,
+        scale_x=scale_x,
+        scale_y=scale_y,
+        pad_x=(input_width - resized_width) // 2,
+        pad_y=(input_height - resized_height) // 2,
+        resized_width=resized_width,
+        resized_height=resized_height,
+    )
 
 
 def paste_into_input(resized_rgb: np.ndarray, placement: Placement, pad_value: int) -> np.ndarray:

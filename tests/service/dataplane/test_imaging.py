@@ -67,9 +67,14 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"garbage", encode(solid_rgb(50, 50, (1, 2, 3)), "PNG")[:60],
-             encode(solid_rgb(50, 50, (1, 2, 3)), "JPEG")[:200]],
-)  # fmt: skip
+    "data",
+    [
+        b"",
+        b"garbage",
+        encode(solid_rgb(50, 50, (1, 2, 3)), "PNG")[:60],
+        encode(solid_rgb(50, 50, (1, 2, 3)), "JPEG")[:200],
+    ],
+)
 def test_undecodable_input_is_invalid_input(data: bytes) -> None:
     with pytest.raises(InvalidInputError):
         decode_image(data, max_pixels=LIMIT)
@@ -84,8 +89,9 @@ def test_decoding_to_a_size_keeps_the_original_size_and_drafts_jpegs() -> None:
     opened = open_image(encode(solid_rgb(1920, 1080, (9, 9, 9)), "JPEG"), max_pixels=LIMIT)
     opened.image.draft("RGB", (320, 180))
     assert opened.image.size[0] < 1920  # the DCT-domain reduction load_rgb relies on
-    decoded = load_rgb(open_image(encode(solid_rgb(1920, 1080, (9, 9, 9)), "JPEG"),
-                                  max_pixels=LIMIT), (320, 180))  # fmt: skip
+    decoded = load_rgb(
+        open_image(encode(solid_rgb(1920, 1080, (9, 9, 9)), "JPEG"), max_pixels=LIMIT), (320, 180)
+    )
     assert (decoded.width, decoded.height) == (1920, 1080)
     assert decoded.rgb.shape == (180, 320, 3)
 
@@ -113,8 +119,9 @@ def test_mask_png_and_plane_resize() -> None:
 def test_opening_reads_the_header_only_and_a_png_exif_orientation() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: width and height swap
-    opened = open_image(_save(Image.new("RGB", (300, 200)), "PNG", exif=exif.tobytes()),
-                        max_pixels=LIMIT)  # fmt: skip
+    opened = open_image(
+        _save(Image.new("RGB", (300, 200)), "PNG", exif=exif.tobytes()), max_pixels=LIMIT
+    )
     assert (opened.width, opened.height, opened.transposed) == (200, 300, True)
     assert opened.image.tile  # its pixels still to decode (a PNG's getexif() decodes them all)
     plain = open_image(_save(Image.new("RGB", (300, 200)), "PNG"), max_pixels=LIMIT)

@@ -22,10 +22,15 @@ BOXES_OUT = [
 
 def _detector(**changes: object) -> Manifest:
     fields: dict[str, object] = {
-        "task": "detection", "name": "det", "version": 1, "inputs": IMAGE_IN,
-        "outputs": BOXES_OUT, "labels": ["polyp"],
-        "preprocessing": Preprocessing(size=(64, 64)), "detection": DetectionDecoding(),
-    }  # fmt: skip
+        "task": "detection",
+        "name": "det",
+        "version": 1,
+        "inputs": IMAGE_IN,
+        "outputs": BOXES_OUT,
+        "labels": ["polyp"],
+        "preprocessing": Preprocessing(size=(64, 64)),
+        "detection": DetectionDecoding(),
+    }
     return Manifest.model_validate({**fields, **changes})
 
 

@@ -24,10 +24,15 @@ def test_auto_takes_cpu_when_cuda_cannot_load(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(runtime, "cuda_unavailable_reason", lambda: None)
     cuda, cpu = requested_providers("auto", GpuOptions(device_id=1, memory_limit_bytes=2**30))
     assert cpu == CPU
-    assert cuda == (CUDA, {
-        "device_id": "1", "cudnn_conv_algo_search": "EXHAUSTIVE",
-        "arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(2**30),
-    })  # fmt: skip
+    assert cuda == (
+        CUDA,
+        {
+            "device_id": "1",
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "arena_extend_strategy": "kSameAsRequested",
+            "gpu_mem_limit": str(2**30),
+        },
+    )
     trt, _, _ = requested_providers("auto", GpuOptions(tensorrt=True, tensorrt_cache_dir="/c"))
     assert trt[0] == TENSORRT and trt[1]["trt_engine_cache_path"] == "/c"  # type: ignore[index]
     assert trt[1]["trt_fp16_enable"] == "True"  # type: ignore[index]

@@ -99,8 +99,10 @@ async def test_admission_follows_the_config_and_closes_with_the_batcher() -> Non
     batcher = Batcher(RecordingModel(), config, batchable=True)
     admission = batcher.admission
     assert (admission.max_requests, admission.latency_budget_s, admission.min_admitted) == (
-        2, 0.05, 3,
-    )  # fmt: skip
+        2,
+        0.05,
+        3,
+    )
     with admission.hold():
         (out,) = await batcher.infer(_item(1))
     assert out[0, 0] == 2

@@ -38,9 +38,16 @@ def _session(tiny_repo: Path) -> tuple[StreamSession, list[dict[str, Any]]]:
         pass
 
     stream = StreamSession(
-        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2),
+        model,
+        SmoothingConfig(min_hits=1),
+        0.45,
+        10,
+        50_000_000,
+        send,
+        close,
+        CapacityLimiter(2),
         PixelBudget(50_000_000, 50_000_000, RELEASE_OVER_PIXELS),
-    )  # fmt: skip
+    )
     return stream, results
 
 

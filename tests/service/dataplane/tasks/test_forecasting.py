@@ -27,9 +27,13 @@ def test_fill_missing_policies() -> None:
 
 @pytest.mark.parametrize(
     ("values", "policy"),
-    [([None, 1.0], "ffill"), ([None, 1.0], "interpolate"), ([1.0, None], "interpolate"),
-     ([None, None], "ffill")],
-)  # fmt: skip
+    [
+        ([None, 1.0], "ffill"),
+        ([None, 1.0], "interpolate"),
+        ([1.0, None], "interpolate"),
+        ([None, None], "ffill"),
+    ],
+)
 def test_gaps_that_cannot_be_closed_are_errors(values: list[float | None], policy: str) -> None:
     with pytest.raises(InvalidParameterError):
         fill_missing(values, policy)  # type: ignore[arg-type]
