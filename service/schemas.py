@@ -36,7 +36,7 @@ class ImageSize(BaseModel):
 class LabelScore(BaseModel):
     label: str
     class_id: int
-    score: float
+    score: float = Field(description="0 to 1, 5 decimals, as detection scores")
 
 
 class ClassificationResult(BaseModel):
@@ -44,8 +44,10 @@ class ClassificationResult(BaseModel):
 
 
 class Detection(BaseModel):
-    box: list[float] = Field(description="[x1, y1, x2, y2] in the original image's pixels")
-    score: float
+    box: list[float] = Field(
+        description="[x1, y1, x2, y2] in the original image's pixels, as floats (2 decimals)"
+    )
+    score: float = Field(description="0 to 1, 5 decimals")
     label: str
     class_id: int
 
@@ -64,7 +66,13 @@ class MaskResult(BaseModel):
     label: str
     class_id: int
     area_fraction: float
-    box: list[int] | None = Field(description="[x1, y1, x2, y2], exclusive ends; null if empty")
+    box: list[int] | None = Field(
+        description=(
+            "[x1, y1, x2, y2] in whole pixels of the original image, ends exclusive (x2 - x1 is "
+            "the width: the mask's pixels are columns x1 to x2 - 1), unlike a detection's float "
+            "box; null if the mask is empty"
+        )
+    )
     rle: RunLength
 
 

@@ -55,7 +55,7 @@ class StageTimer:
 
 
 _INPUT_STAGES = ("decode", "preprocess")
-_OUTPUT_STAGES = ("postprocess", "post", "encode")
+_OUTPUT_STAGES = ("postprocess", "encode")
 
 
 def complete(model: ModelVersion, timer: StageTimer) -> dict[str, float]:
@@ -143,7 +143,7 @@ def classify(
                     {
                         "label": label_of(manifest.labels, int(i)),
                         "class_id": int(i),
-                        "score": float(v),
+                        "score": round_score(v),
                     }
                     for i, v in zip(ids, values, strict=True)
                 ]

@@ -197,7 +197,7 @@ class StreamSession:
             timer.stages["queue"] += (time.perf_counter() - item.decoded) * 1000.0
             try:
                 outputs = await infer(self.model, {input_name: item.batch}, timer)
-                with timer.stage("post"):
+                with timer.stage("postprocess"):
                     boxes, scores, class_ids = select_detections(
                         outputs[decoding.boxes_output][0],
                         outputs[decoding.scores_output][0],

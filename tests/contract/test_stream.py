@@ -70,7 +70,7 @@ def test_a_frame_comes_back_with_its_id_timestamp_boxes_and_timings(connect: Con
     assert detection["box"] == pytest.approx([25.0, 0.0, 125.0, 75.0], abs=0.1)
     (track,) = result["tracks"]
     assert track["track_id"] == 1 and track["age"] == 1
-    assert {"queue", "decode", "preprocess", "inference", "post", "total"} <= set(
+    assert {"queue", "decode", "preprocess", "inference", "postprocess", "total"} <= set(
         result["timing_ms"]
     )
     assert result["dropped"] == 0
