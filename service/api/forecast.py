@@ -13,7 +13,8 @@ from fastapi.routing import APIRoute
 from service.api.deps import RegistryDep, SettingsDep, holding_place, media_type_of
 from service.api.errors import ERROR_RESPONSES
 from service.dataplane.forecast import finish_forecast, prepare_series
-from service.dataplane.predict import StageTimer, complete, infer
+from service.dataplane.predict import infer
+from service.dataplane.timing import StageTimer, complete
 from service.errors import InvalidParameterError, PayloadTooLargeError, UnsupportedMediaTypeError
 from service.repository.model_version import ModelVersion
 from service.schemas import ForecastRequest, ForecastResponse

@@ -15,7 +15,12 @@ from service.dataplane.images import Served
 from service.dataplane.imaging import SUPPORTED_MEDIA_TYPES, encode_mask_png
 from service.errors import InvalidParameterError
 from service.repository.model_version import ModelVersion
-from service.schemas import ImageResponse
+from service.schemas import (
+    ClassificationResult,
+    DetectionResult,
+    ImageResponse,
+    SegmentationResult,
+)
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
 CLASSIFY, DETECT, SEGMENT = "/classify", "/detect", "/segment"
@@ -39,7 +44,12 @@ IMAGE_BODY: dict[str, Any] = {
 }
 
 
-def _response(model: ModelVersion, served: Served[list[dict[str, Any]]]) -> Response:
+def _response(
+    model: ModelVersion,
+    served: Served[list[ClassificationResult]]
+    | Served[list[DetectionResult]]
+    | Served[list[SegmentationResult]],
+) -> Response:
     # Serialised here, not validated against ImageResponse again by FastAPI (which documents
     # it): the results are built by our own code, and validation costs every request.
     payload = {

@@ -18,21 +18,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 
 from service.dataplane.imaging import OpenedImage, open_image
-from service.dataplane.predict import StageTimer, complete, infer, prepare_batch
 from service.dataplane.predict import classify as classify_outputs
 from service.dataplane.predict import detect as detect_outputs
+from service.dataplane.predict import infer, prepare_batch
 from service.dataplane.predict import segment as segment_outputs
 from service.dataplane.tasks.geometry import Placement
+from service.dataplane.timing import StageTimer, complete
 from service.errors import PolypServeError
 from service.repository.model_version import ModelVersion
 from service.scheduling.batching import RunBatch
 from service.scheduling.pixel_budget import PixelBudget
+from service.schemas import ClassificationResult, DetectionResult, SegmentationResult
 
 R = TypeVar("R")
 Postprocess = Callable[[dict[str, np.ndarray], list[Placement]], R]
@@ -58,11 +60,13 @@ class Served(Generic[R]):
 
 async def classify(
     model: ModelVersion, blobs: list[bytes], limits: ImageLimits, top_k: int | None = None
-) -> Served[list[dict[str, Any]]]:
+) -> Served[list[ClassificationResult]]:
     assert model.manifest is not None
     k = top_k or model.manifest.defaults.top_k
 
-    def postprocess(outputs: dict[str, np.ndarray], _: list[Placement]) -> list[dict[str, Any]]:
+    def postprocess(
+        outputs: dict[str, np.ndarray], _: list[Placement]
+    ) -> list[ClassificationResult]:
         return classify_outputs(model, outputs, k)
 
     return await _serve(model, blobs, limits, postprocess)
@@ -75,7 +79,7 @@ async def detect(
     score_threshold: float | None = None,
     iou_threshold: float | None = None,
     max_detections: int | None = None,
-) -> Served[list[dict[str, Any]]]:
+) -> Served[list[DetectionResult]]:
     """Detections in the original images' pixels; unset options take the manifest's defaults."""
     assert model.manifest is not None
     defaults = model.manifest.defaults
@@ -91,7 +95,7 @@ async def detect(
 
 async def segment(
     model: ModelVersion, blobs: list[bytes], limits: ImageLimits
-) -> Served[tuple[list[dict[str, Any]], list[np.ndarray]]]:
+) -> Served[tuple[list[SegmentationResult], list[np.ndarray]]]:
     """Per image the JSON result, and the (H, W) label masks at the original size."""
     # Post-processing resizes the masks to the image: too long for the event loop.
     return await _serve(model, blobs, limits, partial(segment_outputs, model), in_thread=True)

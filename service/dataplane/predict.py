@@ -7,11 +7,8 @@ never blocks. Per-request state lives in locals only; the shared session is read
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,47 +22,18 @@ from service.dataplane.tasks.geometry import (
     paste_into_input,
     place_image,
 )
+from service.dataplane.timing import StageTimer
 from service.repository.manifest import Manifest, Preprocessing
 from service.repository.model_version import ModelVersion
 from service.scheduling.batching import Feeds
-
-
-@dataclass
-class StageTimer:
-    """Milliseconds spent per stage, summed over a request."""
-
-    stages: dict[str, float] = field(default_factory=dict)
-    _start: float = field(default_factory=time.perf_counter)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        begin = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = (time.perf_counter() - begin) * 1000.0
-            self.stages[name] = self.stages.get(name, 0.0) + elapsed
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._start
-
-    def report(self) -> dict[str, float]:
-        total = self.elapsed() * 1000.0
-        return {**{k: round(v, 3) for k, v in self.stages.items()}, "total": round(total, 3)}
-
-
-_INPUT_STAGES = ("decode", "preprocess")
-_OUTPUT_STAGES = ("postprocess", "encode")
-
-
-def complete(model: ModelVersion, timer: StageTimer) -> dict[str, float]:
-    """Record a served request in the model's statistics; returns its timings."""
-    if model.batcher is not None:
-        stats = model.batcher.stats
-        stats.success.add(timer.elapsed())
-        stats.compute_input.add(sum(timer.stages.get(s, 0.0) for s in _INPUT_STAGES) / 1000)
-        stats.compute_output.add(sum(timer.stages.get(s, 0.0) for s in _OUTPUT_STAGES) / 1000)
-    return timer.report()
+from service.schemas import (
+    ClassificationResult,
+    Detection,
+    DetectionResult,
+    MaskResult,
+    RunLength,
+    SegmentationResult,
+)
 
 
 @dataclass(frozen=True)
@@ -128,13 +96,13 @@ async def infer(model: ModelVersion, feeds: Feeds, timer: StageTimer) -> dict[st
 
 def classify(
     model: ModelVersion, outputs: dict[str, np.ndarray], top_k: int
-) -> list[dict[str, Any]]:
+) -> list[ClassificationResult]:
     manifest = _manifest(model)
     assert manifest.classification is not None
     scores = classification.activate(
         outputs[manifest.classification.logits_output], manifest.classification.activation
     )
-    results: list[dict[str, Any]] = []
+    results: list[ClassificationResult] = []
     for row in scores:
         ids, values = classification.top_k(row, top_k)
         results.append(
@@ -159,12 +127,12 @@ def detect(
     score_threshold: float,
     iou_threshold: float,
     max_detections: int,
-) -> list[dict[str, Any]]:
+) -> list[DetectionResult]:
     manifest = _manifest(model)
     assert manifest.detection is not None
     all_boxes = outputs[manifest.detection.boxes_output]
     all_scores = outputs[manifest.detection.scores_output]
-    results: list[dict[str, Any]] = []
+    results: list[DetectionResult] = []
     for boxes, scores, placement in zip(all_boxes, all_scores, placements, strict=True):
         kept, kept_scores, class_ids = detection.select_detections(
             boxes, scores, score_threshold, iou_threshold, max_detections
@@ -188,7 +156,7 @@ SCORE_DECIMALS = 5
 
 def format_detections(
     labels: list[str], boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray
-) -> list[dict[str, Any]]:
+) -> list[Detection]:
     """The wire form of detections already in image pixels: what every protocol returns."""
     return [
         {
@@ -216,12 +184,12 @@ def label_of(labels: list[str], class_id: int) -> str:
 
 def segment(
     model: ModelVersion, outputs: dict[str, np.ndarray], placements: list[Placement]
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+) -> tuple[list[SegmentationResult], list[np.ndarray]]:
     """Per image: the JSON result and the (H, W) label mask at the original size."""
     manifest = _manifest(model)
     decoding = manifest.segmentation
     assert decoding is not None
-    results: list[dict[str, Any]] = []
+    results: list[SegmentationResult] = []
     label_masks: list[np.ndarray] = []
     for logits, placement in zip(outputs[decoding.logits_output], placements, strict=True):
         probs = segmentation.probabilities(
@@ -233,7 +201,7 @@ def segment(
         mask = segmentation.label_mask(full, decoding.activation, decoding.threshold)
         label_masks.append(mask)
         first_class = 1 if decoding.activation == "softmax" else 0
-        masks = []
+        masks: list[MaskResult] = []
         for class_id in range(first_class, len(manifest.labels)):
             binary = mask == (class_id if decoding.activation == "softmax" else class_id + 1)
             masks.append(
@@ -242,7 +210,7 @@ def segment(
                     "class_id": class_id,
                     "area_fraction": round(float(binary.mean()), 6),
                     "box": segmentation.mask_box(binary),
-                    "rle": segmentation.rle_encode(binary),
+                    "rle": cast(RunLength, segmentation.rle_encode(binary)),
                 }
             )
         results.append(

@@ -21,7 +21,7 @@ class BatchStats:
     """Cumulative counters read by the v2 statistics route.
 
     Request-level ``success``/``fail`` and ``compute_input``/``compute_output`` are recorded by
-    the data plane (``service.dataplane.predict``); the rest by the batcher, once per batch run.
+    the data plane (``service.dataplane.timing``); the rest by the batcher, once per batch run.
     """
 
     inference_count: int = 0  # rows

@@ -24,8 +24,6 @@ from anyio import CapacityLimiter, to_thread
 
 from service.dataplane.imaging import open_image
 from service.dataplane.predict import (
-    StageTimer,
-    complete,
     format_detections,
     infer,
     label_of,
@@ -35,6 +33,7 @@ from service.dataplane.predict import (
 )
 from service.dataplane.tasks.detection import select_detections
 from service.dataplane.tasks.geometry import Placement, boxes_to_image
+from service.dataplane.timing import StageTimer, complete
 from service.errors import PolypServeError
 from service.repository.model_version import ModelVersion
 from service.scheduling.pixel_budget import PixelBudget

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.dataplane.predict import StageTimer, complete, infer
+from service.dataplane.predict import infer
+from service.dataplane.timing import StageTimer, complete
 from service.errors import InvalidInputError
 from service.parsing import is_whole_number
 from service.repository.model_version import ModelVersion

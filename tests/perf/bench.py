@@ -30,7 +30,8 @@ from PIL import Image
 
 from service.config import Settings
 from service.dataplane.imaging import open_image
-from service.dataplane.predict import StageTimer, classify, detect, prepare_batch, segment
+from service.dataplane.predict import classify, detect, prepare_batch, segment
+from service.dataplane.timing import StageTimer
 from service.repository.model_version import load_version
 from service.repository.registry import discover
 from service.server.memory import keep_freed_memory
