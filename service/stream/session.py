@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
@@ -39,45 +39,13 @@ from service.repository.model_version import ModelVersion
 from service.scheduling.pixel_budget import PixelBudget
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
+from service.stream.slots import LatestSlot, MovingMean
 from service.stream.tracking import SmoothingConfig, Tracker
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 # Seconds a frame waits for room in the decoded-pixel budget before it is an error.
 FRAME_BUDGET_WAIT_S = 1.0
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class LatestSlot(Generic[T]):
-    """A queue of depth one where the newest item wins."""
-
-    def __init__(self) -> None:
-        self._item: T | None = None
-        self._ready = asyncio.Event()
-
-    def put(self, item: T) -> T | None:
-        """Store ``item``; returns the item it replaced, if any."""
-        replaced, self._item = self._item, item
-        self._ready.set()
-        return replaced
-
-    async def get(self) -> T:
-        while self._item is None:
-            self._ready.clear()
-            await self._ready.wait()
-        item, self._item = self._item, None
-        return item
-
-
-class MovingMean:
-    """Exponentially weighted mean of a stage's duration, in seconds."""
-
-    def __init__(self, weight: float = 0.2) -> None:
-        self.weight = weight
-        self.value = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.value += self.weight * (seconds - self.value) if self.value else seconds
 
 
 @dataclass(frozen=True)

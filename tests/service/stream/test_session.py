@@ -16,7 +16,8 @@ from service.repository.model_version import load_version
 from service.scheduling.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
 from service.stream import session as session_module
 from service.stream.framing import FramePayload
-from service.stream.session import LatestSlot, MovingMean, StreamSession
+from service.stream.session import StreamSession
+from service.stream.slots import LatestSlot, MovingMean
 from service.stream.tracking import SmoothingConfig
 from tests.images import encode, solid_rgb
 
