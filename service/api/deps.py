@@ -128,23 +128,15 @@ async def read_image_blobs(request: Request) -> list[bytes]:
 
 
 def _multipart_error(message: str, settings: Settings) -> PolypServeError:
-    """Starlette's multipart limits, in the project's words and with the 413 of every limit;
-    any other multipart failure is a malformed body (400)."""
-    limits = {
-        "Too many files": (settings.max_images_per_request, "images", "MAX_IMAGES_PER_REQUEST"),
-        "Too many fields": (settings.max_form_fields, "form fields", "MAX_FORM_FIELDS"),
-    }
-    for prefix, (limit, what, setting) in limits.items():
-        if message.startswith(prefix):
-            return PayloadTooLargeError(
-                f"a request holds at most {limit} {what} (POLYPSERVE_{setting})", limit=limit
-            )
-    if "exceeded maximum size" in message:
-        limit = settings.max_body_bytes
+    """More files than a request may hold is a limit, so a 413 in the project's words like
+    every limit; any other multipart failure is a malformed body (400)."""
+    if message.startswith("Too many files"):
+        limit = settings.max_images_per_request
         return PayloadTooLargeError(
-            f"a multipart part is over the limit of {limit} bytes", limit=limit
+            f"a request holds at most {limit} images (POLYPSERVE_MAX_IMAGES_PER_REQUEST)",
+            limit=limit,
         )
-    return InvalidInputError(f"invalid multipart body: {message}")
+    return InvalidInputError(message)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
