@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # Freed memory the C allocator keeps for the next request instead of page-faulting it in
     # again (service.server.memory; glibc only); 0 leaves the allocator's defaults.
     malloc_keep_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    # ONNX Runtime's CPU memory arena keeps the largest working set any run needed, the sum of
+    # concurrent runs', for good: a 4-client burst of 8-image segmentations left ~100 MB resident
+    # and warm-up at the largest batch ~170 MB. Off, runs allocate from the C allocator, which
+    # reuses freed blocks as fast (service.server.memory) and gives them back when idle.
+    cpu_memory_arena: bool = False
     # Threads decoding images at once; beyond the cores they only slow each other down.
     decode_threads: int = Field(2, gt=0)
     # Inference requests in flight in this process, all models together; more get 503.

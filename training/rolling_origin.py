@@ -22,12 +22,16 @@ HORIZON = 12
 ORIGINS = 5
 # The 36 values before the test windows: recipe choices are scored here, never on origins 0-4.
 VALIDATION_ORIGINS = (5, 6, 7)
+# the quantiles a forecast of [steps, 3] holds, for its pinball loss and interval coverage
+QUANTILES = (0.1, 0.5, 0.9)
 
 # one model call: a standardised window [1, window, 1], the AR(p) forecast from it in the same
 # units [1, HORIZON] and its residual scale [1, 1], all float32 -> quantiles [1, HORIZON, Q]
 Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 # (origin, training part, steps) -> forecast [steps] or quantiles [steps, Q]
 Predictor = Callable[[int, np.ndarray, int], np.ndarray]
+# a series' name -> how a model forecasts it (the base depends on the series' frequency)
+PredictorOf = Callable[[str], Predictor]
 EPS = 1e-6
 
 
@@ -70,30 +74,40 @@ class ModelInputs(NamedTuple):
 
 
 class ArBase(NamedTuple):
-    """How a hybrid's AR(p) base is fitted: on at most the ``history`` latest values, to levels
-    or one of the Box-Cox ``powers`` (the manifest's ``base_history`` and ``base_powers``)."""
+    """How a hybrid's base is fitted: on at most the ``history`` latest values; the airline
+    model for a series whose frequency has a season length in ``season_lengths`` and whose
+    season is strong, otherwise AR(p) on levels or one of the Box-Cox ``powers`` (the
+    manifest's ``base_history``, ``base_seasonal_periods`` and ``base_powers``)."""
 
-    history: int
+    history: int  # 0: no base (zeros and a unit scale), for the LSTM alone
     powers: tuple[float, ...] = ()
+    season_lengths: tuple[tuple[str, int], ...] = ()
+
+    def period(self, name: str) -> int:
+        """The season length the base tries for the series ``name``; 0 for none."""
+        return dict(self.season_lengths).get(series.FREQUENCIES.get(name, ""), 0)
 
 
-def model_inputs(history: np.ndarray, window: int, ar: ArBase) -> ModelInputs:
-    """The last ``window`` values of ``history`` standardised, and the AR(p) forecast from it
+def model_inputs(history: np.ndarray, window: int, ar: ArBase, period: int = 0) -> ModelInputs:
+    """The last ``window`` values of ``history`` standardised, and the base forecast from it
     with its residual scale, in that window's units: what the service feeds for a posted
-    ``history``."""
+    ``history`` (``period``: the season length its freq maps to)."""
     z, mean, std = standardise(history[None, -window:])
-    base, scale = ar_base(
-        history, mean.item(), std.item(), HORIZON, ar.history, autoregressive.MAX_ORDER, ar.powers
-    )
+    if ar.history == 0:  # no base: the LSTM alone, in the ablation
+        return ModelInputs(z[0], np.zeros(HORIZON), 1.0, mean.item(), std.item())
+    base, scale = ar_base(history, mean.item(), std.item(), HORIZON, ar.history,
+                          autoregressive.MAX_ORDER, ar.powers, period)  # fmt: skip
     return ModelInputs(z[0], base, scale, mean.item(), std.item())
 
 
-def forecast(run: Runner, history: np.ndarray, window: int, steps: int, ar: ArBase) -> np.ndarray:
+def forecast(
+    run: Runner, history: np.ndarray, window: int, steps: int, ar: ArBase, period: int = 0
+) -> np.ndarray:
     """Quantile forecasts [steps, Q] in original units; recursive on the median past HORIZON."""
     context = np.asarray(history, np.float64)
     chunks: list[np.ndarray] = []
     while sum(len(c) for c in chunks) < steps:
-        x = model_inputs(context, window, ar)
+        x = model_inputs(context, window, ar, period)
         inputs = (x.series[None, :, None], x.base[None], np.array([[x.scale]]))
         chunk = run(*(v.astype(np.float32) for v in inputs))[0]
         chunk = chunk * x.std + x.mean
@@ -102,8 +116,9 @@ def forecast(run: Runner, history: np.ndarray, window: int, steps: int, ar: ArBa
     return np.concatenate(chunks)[:steps]
 
 
-def ar_forecast(train: np.ndarray, steps: int) -> np.ndarray:
-    """AR(p) on levels with a constant, p chosen by AIC (statsmodels), as BASELINES.md."""
+def ar_forecast(train: np.ndarray, steps: int, quantiles: bool = False) -> np.ndarray:
+    """AR(p) on levels with a constant, p chosen by AIC (statsmodels), as BASELINES.md; with
+    ``quantiles``, [steps, 3]: its Gaussian 0.1, 0.5 and 0.9 quantiles."""
     from statsmodels.tsa.ar_model import ar_select_order
 
     with warnings.catch_warnings():
@@ -112,8 +127,12 @@ def ar_forecast(train: np.ndarray, steps: int) -> np.ndarray:
         maxlag = min(36, len(train) // 4)
         selection = ar_select_order(train, maxlag=maxlag, ic="aic", trend="c")
         fitted = selection.model.fit()
-        pred = fitted.predict(start=len(train), end=len(train) + steps - 1)
-    return np.asarray(pred)
+        prediction = fitted.get_prediction(start=len(train), end=len(train) + steps - 1)
+        mean = np.asarray(prediction.predicted_mean)
+        if not quantiles:
+            return mean
+        interval = np.asarray(prediction.conf_int(alpha=0.2))  # the central 80 %
+    return np.stack([interval[:, 0], mean, interval[:, 1]], axis=1)
 
 
 def naive_forecast(train: np.ndarray, steps: int, season: int) -> np.ndarray:
@@ -136,14 +155,17 @@ def origin_window(y: np.ndarray, origin: int) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool = True) -> dict:
     """Rolling-5 means and each origin's MASE, then last-12 and last-24 MASE (origin 0's window is
     the last 12 values; origin 1 forecasts the last 24), and the coverage of the outer quantiles
-    when the forecast has them. MASE scale: the in-sample seasonal naive of each training part."""
-    rows, covered = [], []
+    when the forecast has them, with their mean pinball loss (``QUANTILES``, original units). MASE
+    scale: the in-sample seasonal naive of each training part."""
+    rows, covered, pinball = [], [], []
     for origin in range(ORIGINS):
         train, truth = origin_window(y, origin)
         pred = predict(origin, train, HORIZON)
         rows.append(errors(pred, train, truth, season))
-        if pred.ndim == 2 and pred.shape[1] >= 2:
+        if pred.ndim == 2 and pred.shape[1] == len(QUANTILES):
             covered.append(np.mean((truth >= pred[:, 0]) & (truth <= pred[:, -1])))
+            pinball.append(np.mean([metrics.pinball(truth, pred[:, i], q)
+                                    for i, q in enumerate(QUANTILES)]))  # fmt: skip
     result = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     result.update({f"origin{k}_mase": r["mase"] for k, r in enumerate(rows)})
     result["last12_mase"] = rows[0]["mase"]
@@ -151,17 +173,18 @@ def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool 
     result["last24_mase"] = errors(predict(1, train, 2 * HORIZON), train, truth, season)["mase"]
     if covered:
         result["coverage"] = float(np.mean(covered))
+        result["pinball"] = float(np.mean(pinball))
     if not smape:
         result.pop("smape")
     return result
 
 
-def evaluate(predict: Predictor, evaluated: dict[str, np.ndarray]) -> dict[str, dict]:
+def evaluate(predictor_of: PredictorOf, evaluated: dict[str, np.ndarray]) -> dict[str, dict]:
     """``{name}_rolling5`` rows for the ``evaluated`` series (name -> all its values; sMAPE left
     out for sunspots, whose values near zero make it meaningless)."""
     return {
         f"{name}_rolling5": evaluate_series(
-            predict, y, series.EVALUATED[name], smape=not name.startswith("sunspots")
+            predictor_of(name), y, series.EVALUATED[name], smape=not name.startswith("sunspots")
         )
         for name, y in evaluated.items()
     }
@@ -176,17 +199,19 @@ def baselines(evaluated: dict[str, np.ndarray]) -> dict[str, dict[str, dict]]:
             "seasonal_naive" if season > 1 else "naive": evaluate_series(
                 lambda _o, t, s, season=season: naive_forecast(t, s, season), y, season, smape
             ),
-            "ar_p": evaluate_series(lambda _o, t, s: ar_forecast(t, s), y, season, smape),
+            "ar_p": evaluate_series(lambda _o, t, s: ar_forecast(t, s, True), y, season, smape),
         }
     return out
 
 
-def validation_scores(predict: Predictor, evaluated: dict[str, np.ndarray]) -> dict[str, Any]:
+def validation_scores(
+    predictor_of: PredictorOf, evaluated: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Per ``evaluated`` series, the mean MASE over ``VALIDATION_ORIGINS`` of the model and of
     AR(p) and their ratio; ``mean_ratio``, the ratios' mean, is the score a recipe is chosen by."""
     rows = {}
     for name, y in evaluated.items():
-        season, model, ar = series.EVALUATED[name], [], []
+        season, model, ar, predict = series.EVALUATED[name], [], [], predictor_of(name)
         for origin in VALIDATION_ORIGINS:
             train, truth = origin_window(y, origin)
             model.append(errors(predict(origin, train, HORIZON), train, truth, season)["mase"])

@@ -92,6 +92,60 @@ def _finite(y: np.ndarray) -> np.ndarray:
     return y
 
 
+# Each series' step, as a client would post it in ``freq``: the base tries a season of the length
+# the manifest gives that freq. Read from the packages' own time indexes.
+_MONTHLY = (
+    "airline",
+    "co2_monthly",
+    "sunspots_monthly",
+    "elnino",
+    "shampoo",
+    "wineind",
+    "datasets_UKDriverDeaths",
+    "datasets_USAccDeaths",
+    "datasets_fdeaths",
+    "datasets_ldeaths",
+    "datasets_mdeaths",
+    "datasets_nottem",
+    "fpp2_a10",
+    "fpp2_auscafe",
+    "fpp2_debitcards",
+    "fpp2_elecequip",
+    "fpp2_h02",
+    "fpp2_usmelec",
+    "forecast_gas",
+)
+_QUARTERLY = (
+    "ausbeer",
+    "macro_realgdp",
+    "macro_cpi",
+    "macro_unemp",
+    "macro_m1",
+    "macro_tbilrate",
+    "macro_realinv",
+    "datasets_JohnsonJohnson",
+    "datasets_UKgas",
+    "datasets_austres",
+    "datasets_presidents",
+    "fpp2_qauselec",
+    "fpp2_qcement",
+    "fpp2_qgas",
+    "forecast_woolyrnq",
+)
+_ANNUAL = (
+    "sunspots_annual",
+    "nile",
+    "lynx",
+    "datasets_LakeHuron",
+    "datasets_discoveries",
+    "datasets_treering",
+    "fpp2_marathon",
+)
+FREQUENCIES: dict[str, str] = (
+    {name: "MS" for name in _MONTHLY} | {name: "QS" for name in _QUARTERLY}
+    | {name: "YS" for name in _ANNUAL} | {"fpp2_gasoline": "W", "fpp2_hyndsight": "D"}
+)  # fmt: skip
+
 LOADERS: dict[str, Callable[[], np.ndarray]] = {
     "airline": _airline,
     "co2_monthly": _co2_monthly,

@@ -12,12 +12,12 @@ from training import rolling_origin, series
 from training.rolling_origin import HORIZON, standardise
 
 
-def ar_bases(y: np.ndarray, window: int, ar: rolling_origin.ArBase) -> np.ndarray:
-    """For each row of ``windows_of(y, window)``, the standardised AR(p) forecast [HORIZON] from
+def ar_bases(y: np.ndarray, window: int, ar: rolling_origin.ArBase, period: int = 0) -> np.ndarray:
+    """For each row of ``windows_of(y, window)``, the standardised base forecast [HORIZON] from
     the values up to the end of its input window and its residual scale (one more column), as
-    the service computes them."""
+    the service computes them for a series whose freq maps to ``period``."""
     ends = range(window, len(y) - HORIZON + 1)
-    inputs = [rolling_origin.model_inputs(y[:end], window, ar) for end in ends]
+    inputs = [rolling_origin.model_inputs(y[:end], window, ar, period) for end in ends]
     return np.array([[*x.base, x.scale] for x in inputs]).reshape(-1, HORIZON + 1)
 
 

@@ -87,7 +87,8 @@ def prepare_series(
                     _TOO_LARGE.format(index=index, what="its window's mean or spread")
                 )
         if decoding.base == "ar_aic":
-            base, base_scale = _checked_ar_base(decoding, values, mean, std, index)
+            period = decoding.base_seasonal_periods.get(series.freq or "", 0)
+            base, base_scale = _checked_ar_base(decoding, values, mean, std, period, index)
             bases.append(base)
             base_scales.append([base_scale])
         windows.append(window)
@@ -104,21 +105,21 @@ def prepare_series(
 
 
 def _checked_ar_base(
-    decoding: ForecastingDecoding, values: np.ndarray, mean: float, std: float, index: int
+    decoding: ForecastingDecoding,
+    values: np.ndarray,
+    mean: float,
+    std: float,
+    period: int,
+    index: int,
 ) -> tuple[np.ndarray, float]:
-    """The hybrid model's AR(p) base and scale; a 422 when a history far off its window's scale
+    """The hybrid model's base and scale; a 422 when a history far off its window's scale
     overflows the fit."""
     try:
         with np.errstate(all="ignore"):
             base, scale = ar_base(
-                values,
-                mean,
-                std,
-                decoding.horizon,
-                decoding.base_history,
-                decoding.base_max_order,
-                decoding.base_powers,
-            )
+                values, mean, std, decoding.horizon, decoding.base_history,
+                decoding.base_max_order, decoding.base_powers, period,
+            )  # fmt: skip
     except np.linalg.LinAlgError:  # least squares on values that overflowed
         base, scale = np.full(decoding.horizon, np.nan), np.nan
     if not (np.isfinite(base).all() and np.isfinite(scale)):

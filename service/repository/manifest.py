@@ -104,6 +104,10 @@ class ForecastingDecoding(_Strict):
     # replaces the fit on levels when its one-step mean absolute error is lower and its forecast
     # stays near the history's range (service.dataplane.tasks.autoregressive.forecast_and_scale).
     base_powers: list[Annotated[float, Field(ge=0.0)]] = []
+    # Season length by a series' posted freq (e.g. {"MS": 12, "QS": 4}): a series of such a freq
+    # whose seasonal strength is at least 0.64 gets the airline model, ARIMA(0,1,1)(0,1,1), as its
+    # base instead of AR(p) (service.dataplane.tasks.seasonal). Empty: AR(p) for every series.
+    base_seasonal_periods: dict[str, Annotated[int, Field(gt=1)]] = {}
 
     @model_validator(mode="after")
     def _check_quantiles(self) -> ForecastingDecoding:

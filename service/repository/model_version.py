@@ -83,6 +83,7 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
             requested_providers(settings.providers, gpu),
             settings.intra_op_threads,
             settings.inter_op_threads,
+            settings.cpu_memory_arena,
         )
     except (RuntimeLoadError, ValueError) as exc:
         return _failed(model, f"cannot load {MODEL_FILE}: {exc}")
@@ -103,9 +104,8 @@ def load_version(name: str, version: int, path: Path, settings: Settings) -> Mod
     batchable = all(t.shape and t.shape[0] is None for t in session.inputs)
     model.batcher = Batcher(lambda feeds: session.run(feeds, output_names), config, batchable)
     if settings.warmup:
-        # At the largest batch served: ONNX Runtime's arena grows to its working size now, so
-        # resident memory after a burst of full batches settles back to the idle figure, and
-        # the first full batch pays no allocation.
+        # At the largest batch served, so that the first full batch a client sends pays no
+        # one-time cost (kernel selection, memory planning; with the CPU arena on, its growth).
         batch = config.max_batch_size if batchable else 1
         try:
             session.run(warmup_feeds(manifest, session.inputs, batch), output_names)

@@ -132,8 +132,10 @@ class ModelSession:
         providers: list[ProviderRequest],
         intra_op_threads: int,
         inter_op_threads: int,
+        cpu_memory_arena: bool = False,
     ) -> None:
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = cpu_memory_arena
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

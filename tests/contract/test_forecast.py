@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.dataplane.tasks import autoregressive
+from service.dataplane.tasks import autoregressive, seasonal
 from tests.conftest import app_client
 from tests.model_factory import build_hybrid_forecaster
 
@@ -171,6 +171,28 @@ async def test_a_hybrid_base_is_fitted_to_the_manifests_box_cox_powers(tmp_path:
         assert result["forecast"] == pytest.approx(expected.tolist(), abs=1e-3)
         metadata = (await http.get("/v1/models/tiny-hybrid-forecaster")).json()
     assert metadata["versions"][0]["manifest"]["forecasting"]["base_powers"] == [0.5, 0.0]
+
+
+async def test_a_seasonal_series_posted_with_its_freq_gets_the_airline_model(
+    tmp_path: Path,
+) -> None:
+    """A manifest's ``base_seasonal_periods`` maps the posted freq to a season length: a series
+    with a strong season of that length gets the airline model as its base; posted without freq
+    (or with one the manifest does not map), the same values get AR(p)."""
+    build_hybrid_forecaster(tmp_path, seasonal_periods={"MS": 12})
+    t = np.arange(100, dtype=np.float64)
+    noise = np.random.default_rng(3).normal(0, 0.3, 100)
+    values = 50.0 + 0.2 * t + 5.0 * np.sin(2 * np.pi * t / 12) + noise
+    airline_model, _ = seasonal.forecast_and_scale(values[-64:], 12, 4)
+    ar_p, _ = autoregressive.forecast_and_scale(values[-64:], 4)
+    assert np.abs(airline_model - ar_p).max() > 0.1
+    async with app_client(Settings(models_dir=tmp_path, intra_op_threads=1)) as http:
+        for freq, expected in (("MS", airline_model), (None, ar_p), ("QS", ar_p)):
+            series = {"values": values.tolist()} | ({"freq": freq} if freq else {})
+            response = await http.post("/v1/forecast", json={"horizon": 4, "series": [series]})
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["results"]
+            assert result["forecast"] == pytest.approx(expected.tolist(), abs=1e-3), freq
 
 
 async def test_a_hybrid_base_that_overflows_is_a_422(hybrid: httpx.AsyncClient) -> None:

@@ -2,9 +2,10 @@
 
 Starts ``polypserve serve`` on the shipped models with default settings and, for each mix of
 requests that the documented limits allow, runs it from 4 concurrent clients while sampling the
-process's RSS every 10 ms. Prints the idle baseline, the peak and the settled RSS (2 s after the
-mix) above it, the slowest request against its deadline, and whether the targets hold: peak
-under 1 GB above the baseline, settled within 100 MB of it, no request past its deadline + 1 s.
+process's RSS every 10 ms. Prints the fresh server's idle RSS (the baseline of every mix), the
+peak and the settled RSS (2 s after the mix) above it, the slowest request against its deadline,
+and whether the targets hold: peak under 1 GB above the baseline, settled within 100 MB of it,
+no request past its deadline + 1 s.
 """
 
 from __future__ import annotations
@@ -93,11 +94,11 @@ def mixes() -> dict[str, Send]:
     }
 
 
-def run_mix(server: Server, send: Send, requests_per_client: int) -> dict[str, object]:
+def run_mix(
+    server: Server, send: Send, requests_per_client: int, baseline: float
+) -> dict[str, object]:
     pid = server.process.pid
-    time.sleep(1.0)
-    baseline = rss_mb(pid)
-    peak, stop = baseline, threading.Event()
+    peak, stop = rss_mb(pid), threading.Event()
 
     def sample() -> None:
         nonlocal peak
@@ -145,12 +146,14 @@ def main() -> None:
     args = parser.parse_args()
     server = polypserve_repository(REPO_ROOT / "models")
     try:
+        time.sleep(1.0)
+        baseline = rss_mb(server.process.pid)  # idle, before any request
         print(f"{'mix':28} {'baseline':>9} {'peak':>7} {'settled':>8} {'slowest':>8}  statuses")
         failed = False
         for name, send in mixes().items():
             if args.mix and name not in args.mix:
                 continue
-            r = run_mix(server, send, args.requests)
+            r = run_mix(server, send, args.requests, baseline)
             failed |= not r["ok"]
             print(
                 f"{name:28} {r['baseline_mb']:>7}MB {r['peak_mb']:>+5}MB {r['settled_mb']:>+6}MB "

@@ -53,8 +53,10 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     argv = ["--dry-run", "--out-dir", str(out_dir), "--work-dir", str(work_dir)]
     if task != "forecasting":
         argv += ["--data-root", str(data_root), "--device", "cpu"]
+    else:  # the forecaster's validation figures come from a --validate run: test windows here
+        argv += ["--evaluate-test"]
     results = module.main(argv)
-    version = 1 if task == "forecasting" else 2
+    version = 2
     manifest = check_model_dir(out_dir / name / str(version))
     assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
@@ -83,6 +85,11 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
         assert manifest.forecasting.std_floor == forecasting_module_eps()
         assert manifest.forecasting.quantiles == (0.1, 0.5, 0.9)
         assert manifest.forecasting.base == "ar_aic"
+        assert manifest.forecasting.base_seasonal_periods == {"MS": 12, "QS": 4}
+        assert manifest.provenance.test_evaluations == 1
+        scored = {"airline_rolling5", "airline_rolling5_base", "airline_rolling5_ar_p"}
+        assert scored <= results.keys()
+        assert "### Ablation" in card and "scored once for this version" in card
 
 
 def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
@@ -191,7 +198,7 @@ def test_test_splits_are_scored_only_on_request_and_counted(
 
 
 def forecasting_module_eps() -> float:
-    from training.forecasting import EPS
+    from training.rolling_origin import EPS
 
     return EPS
 
@@ -264,3 +271,24 @@ def test_forecasting_validate_scores_a_recipe_and_ships_nothing(tmp_path: Path) 
     row = scores["series"]["airline"]
     assert row["ratio"] == pytest.approx(row["mase"] / row["ar_p_mase"]) and row["mase"] > 0
     assert not out_dir.exists() and not (tmp_path / "work" / "ckpt.pt").exists()
+
+
+def test_forecasting_scores_the_test_windows_of_a_finished_run_once(tmp_path: Path) -> None:
+    """A run ships without looking at the test windows; ``--weights --evaluate-test`` scores the
+    same graph's, and the manifest counts it."""
+    from training import forecasting
+
+    out_dir, work_dir = tmp_path / "models", tmp_path / "work"
+    argv = ["--dry-run", "--out-dir", str(out_dir), "--work-dir", str(work_dir)]
+    assert forecasting.main([*argv, "--correction", "0.5"]) == {}
+    version_dir = out_dir / "series-forecaster" / "2"
+    graph = (version_dir / MODEL_FILE).read_bytes()
+    assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 0
+    assert "have not been scored" in (out_dir / "series-forecaster" / "README.md").read_text()
+    results = forecasting.main([*argv, "--weights", str(work_dir), "--evaluate-test"])
+    manifest = Manifest.read(version_dir / MANIFEST_FILE)
+    assert (version_dir / MODEL_FILE).read_bytes() == graph
+    assert manifest.provenance.test_evaluations == 1 and manifest.metrics == results
+    assert "airline_rolling5" in results
+    assert "--correction 0.5" in manifest.provenance.command  # the trained run's recipe
+    assert "keeps 0.5 of their" in manifest.description

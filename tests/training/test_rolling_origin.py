@@ -88,6 +88,8 @@ def test_baselines_reproduce_baselines_md() -> None:
     rows = rolling_origin.baselines({"airline": series.LOADERS["airline"]()})["airline"]
     assert rows["ar_p"]["mase"] == pytest.approx(0.65, abs=0.005)
     assert rows["seasonal_naive"]["mase"] == pytest.approx(1.33, abs=0.005)
+    # AR(p)'s Gaussian 80 % interval: BASELINES.md notes that its 95 % one under-covers airline
+    assert 0.0 < rows["ar_p"]["coverage"] < 0.8 and rows["ar_p"]["pinball"] > 0
 
 
 def test_validation_scores_use_only_the_three_origins_before_the_test_windows() -> None:
@@ -101,7 +103,7 @@ def test_validation_scores_use_only_the_three_origins_before_the_test_windows() 
         end = len(train)
         return airline[end : end + steps] + 1.0  # one passenger (thousand) too many
 
-    scores = rolling_origin.validation_scores(exact, {"airline": airline})
+    scores = rolling_origin.validation_scores(lambda _name: exact, {"airline": airline})
     assert seen == [(5, 72), (6, 60), (7, 48)]
     assert max(n + HORIZON for _, n in seen) <= len(airline) - 60
     row = scores["series"]["airline"]

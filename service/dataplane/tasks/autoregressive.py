@@ -106,14 +106,14 @@ class _PowerFit(NamedTuple):
 
 
 def _fit_power(y: np.ndarray, power: float, steps: int, max_order: int) -> _PowerFit:
-    z = _power(y, power)
+    z = box_cox(y, power)
     order = select_order(z, max_order)
     coefficients = fit(z, order)
-    residuals = y[order:] - _unpower(lag_matrix(z, order) @ coefficients, power)
+    residuals = y[order:] - inverse_box_cox(lag_matrix(z, order) @ coefficients, power)
     common = residuals[max_lag(len(y), max_order) - order :]
     return _PowerFit(
         error=float(np.mean(np.abs(common))),
-        forecast=_unpower(_continue(z, coefficients, steps), power),
+        forecast=inverse_box_cox(_continue(z, coefficients, steps), power),
         scale=float(np.sqrt(np.mean(residuals**2))),
     )
 
@@ -124,13 +124,13 @@ def admits(y: np.ndarray, power: float) -> bool:
     return power == 1.0 or (bool(y.min() > 0) if power == 0.0 else bool(y.min() >= 0))
 
 
-def _power(y: np.ndarray, power: float) -> np.ndarray:
+def box_cox(y: np.ndarray, power: float) -> np.ndarray:
     if power == 1.0:
         return y
     return np.log(y) if power == 0.0 else y**power
 
 
-def _unpower(z: np.ndarray, power: float) -> np.ndarray:
+def inverse_box_cox(z: np.ndarray, power: float) -> np.ndarray:
     if power == 1.0:
         return z
     # a fractional power's fit may predict below zero, where the series cannot go
