@@ -51,8 +51,15 @@ from training.rolling_origin import HORIZON, ORIGINS, VALIDATION_ORIGINS
 from training.windows import WindowSets, ar_bases
 
 # What a --weights run takes from its own command line; the rest is the trained run's recipe.
-RUN_FIELDS = ("out_dir", "work_dir", "weights", "ablation_weights", "export", "evaluate_test",
-              "device")  # fmt: skip
+RUN_FIELDS = (
+    "out_dir",
+    "work_dir",
+    "weights",
+    "ablation_weights",
+    "export",
+    "evaluate_test",
+    "device",
+)
 # The shares of the LSTMs' correction a --validate run scores (0: the base's median, 1: theirs).
 CORRECTION_SHARES = (0.0, 0.25, 0.5, 1.0)
 # Season lengths by the freq a series is posted with; the base tries the airline model on them.
@@ -153,8 +160,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
     model = new_member(cfg).to(device)
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = loop.Schedule(cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s,
-                             cfg.patience, clip_grad_norm=1.0)  # fmt: skip
+    schedule = loop.Schedule(
+        cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s, cfg.patience, clip_grad_norm=1.0
+    )
     generator = torch.Generator().manual_seed(seed)
     val_x, val_b = sets.val_x[..., None].to(device), sets.val_base.to(device)
     val_t = sets.val_target.to(device)
@@ -172,8 +180,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
         return pinball_loss(val_pred, val_t, quantiles).item()
 
     history: loop.History = []
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc=label,
-                       history=history)  # fmt: skip
+    stopper = loop.fit(
+        model, optimizer, schedule, train_losses, val_loss, desc=label, history=history
+    )
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     return model.cpu().eval(), history
@@ -184,8 +193,10 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
     returns it and its first member's history."""
     parts = rolling_origin.training_part(all_series, origin)
     sets = WindowSets.build(parts, bases, cfg.window, cfg.evaluated_weight)
-    print(f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
-          f"{len(sets.val_x)} validation windows")  # fmt: skip
+    print(
+        f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
+        f"{len(sets.val_x)} validation windows"
+    )
     trained = [
         train_member(cfg, sets, device, cfg.seed + i, f"origin {origin} member {i}")
         for i in range(cfg.members)
@@ -199,8 +210,15 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, hidden=8, layers=1, epochs=min(cfg.epochs, 1),
-                                  steps_per_epoch=2, batch_size=16, members=1)  # fmt: skip
+        cfg = dataclasses.replace(
+            cfg,
+            hidden=8,
+            layers=1,
+            epochs=min(cfg.epochs, 1),
+            steps_per_epoch=2,
+            batch_size=16,
+            members=1,
+        )
     device = common.pick_device(cfg.device)
     work_dir = Path(cfg.work_dir)
     command = common.command_line("forecasting", argv)
@@ -245,8 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
             history = history or member_history  # the shipped model's first member
             # origin 0's ensemble is the shipped model; the others are kept for the record
             path = work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt")
-            loop.save_checkpoint(path, model, config=dataclasses.asdict(cfg),
-                                 history=member_history, command=command)  # fmt: skip
+            loop.save_checkpoint(
+                path, model, config=dataclasses.asdict(cfg), history=member_history, command=command
+            )
     if not cfg.export:
         return {}
     ablation = load_run(Path(cfg.ablation_weights), "")[0] if cfg.ablation_weights else None
@@ -257,8 +276,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def base_windows(cfg: Config, all_series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every series' base forecasts for each of its windows, as the service computes them."""
-    return {name: ar_bases(y, cfg.window, cfg.ar_base, cfg.ar_base.period(name)) for name, y in
-            tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)}  # fmt: skip
+    return {
+        name: ar_bases(y, cfg.window, cfg.ar_base, cfg.ar_base.period(name))
+        for name, y in tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)
+    }
 
 
 def load_run(work_dir: Path, command: str):

@@ -117,9 +117,15 @@ def _checked_ar_base(
     try:
         with np.errstate(all="ignore"):
             base, scale = ar_base(
-                values, mean, std, decoding.horizon, decoding.base_history,
-                decoding.base_max_order, decoding.base_powers, period,
-            )  # fmt: skip
+                values,
+                mean,
+                std,
+                decoding.horizon,
+                decoding.base_history,
+                decoding.base_max_order,
+                decoding.base_powers,
+                period,
+            )
     except np.linalg.LinAlgError:  # least squares on values that overflowed
         base, scale = np.full(decoding.horizon, np.nan), np.nan
     if not (np.isfinite(base).all() and np.isfinite(scale)):

@@ -108,8 +108,11 @@ def _estimate(w: np.ndarray, period: int) -> tuple[float, float]:
     best = (0.0, 0.0)
     for grid, around in ((_COARSE, (0.0, 0.0)), (_FINE, None)):
         centre = around if around is not None else best
-        a, b = np.meshgrid(np.clip(centre[0] + grid, -0.99, 0.99),
-                           np.clip(centre[1] + grid, -0.99, 0.99), indexing="ij")  # fmt: skip
+        a, b = np.meshgrid(
+            np.clip(centre[0] + grid, -0.99, 0.99),
+            np.clip(centre[1] + grid, -0.99, 0.99),
+            indexing="ij",
+        )
         theta, seasonal = a.ravel(), b.ravel()
         with np.errstate(over="ignore", invalid="ignore"):
             sse = np.sum(_residuals(w, theta, seasonal, period)[period + 1 :] ** 2, axis=0)
