@@ -30,13 +30,13 @@ from service.api.auth import ApiKeyMiddleware
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware, InFlightLimitMiddleware
 from service.config import Settings
-from service.lifecycle import LIFECYCLE
-from service.loading import ModelVersion
 from service.logs import RequestIdMiddleware, configure_logging
-from service.memory import keep_freed_memory
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
-from service.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
-from service.registry import Registry
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry
+from service.scheduling.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
+from service.server.lifecycle import LIFECYCLE
+from service.server.memory import keep_freed_memory
 
 logger = logging.getLogger(__name__)
 

@@ -56,19 +56,20 @@ def _serve(settings: Settings) -> int:
     if settings.require_gpu:
         # Without CUDA no model can turn ready: exit at once, with the reason, rather than
         # serve 503s (a container restarts and its logs say why; the GPU image sets this).
-        from service.runtime import cuda_unavailable_reason
+        from service.repository.runtime import cuda_unavailable_reason
 
         reason = cuda_unavailable_reason()
         if reason is not None:
-            print(f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}", file=sys.stderr
+            )
             return 1
 
     import uvicorn
 
-    from service.head_limit import bounded_protocol
-    from service.lifecycle import DrainingServer
     from service.logs import uvicorn_log_config
+    from service.server.head_limit import bounded_protocol
+    from service.server.lifecycle import DrainingServer
 
     config = uvicorn.Config(
         "service.app:app_from_environment",
@@ -120,7 +121,7 @@ def _control(action: str, name: str | None, url: str, key: str | None) -> int:
 
 def _check_models(settings: Settings, *, as_json: bool) -> int:
     from service.api.models import describe
-    from service.registry import Registry
+    from service.repository.registry import Registry
 
     registry = Registry(settings.model_copy(update={"warmup": True}))
     registry.load_all()

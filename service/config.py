@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.manifest import Task
+from service.repository.manifest import Task
 
 
 class Settings(BaseSettings):
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Requests admitted per model (decoding, queued or running); more get 503 at once.
     max_queue_size: int = Field(32, gt=0)
     # A request whose expected latency (requests admitted before it / measured throughput) is
-    # over this is refused with 503 at once; 0 turns the budget off (service.admission).
+    # over this is refused with 503 at once; 0 turns the budget off (service.scheduling.admission).
     latency_budget_ms: float = Field(0.0, ge=0.0)
     request_timeout_ms: float = Field(10_000.0, gt=0.0)
     batch_instances: int = Field(1, gt=0)
@@ -79,12 +79,12 @@ class Settings(BaseSettings):
     admin_keys_file: Path | None = None
 
     # Freed memory the C allocator keeps for the next request instead of page-faulting it in
-    # again (service.memory; glibc only); 0 leaves the allocator's defaults.
+    # again (service.server.memory; glibc only); 0 leaves the allocator's defaults.
     malloc_keep_bytes: int = Field(64 * 1024 * 1024, ge=0)
     # ONNX Runtime's CPU memory arena keeps the largest working set any run needed, the sum of
     # concurrent runs', for good: a 4-client burst of 8-image segmentations left ~100 MB resident
     # and warm-up at the largest batch ~170 MB. Off, runs allocate from the C allocator, which
-    # reuses freed blocks as fast (service.memory) and gives them back when idle.
+    # reuses freed blocks as fast (service.server.memory) and gives them back when idle.
     cpu_memory_arena: bool = False
     # Threads decoding images at once; beyond the cores they only slow each other down.
     decode_threads: int = Field(2, gt=0)
@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(30.0, gt=0.0)
     max_image_pixels: int = Field(40_000_000, gt=0)
     # Decoded pixels per request (all its images together) and in the whole process at once
-    # (service.pixel_budget): memory follows pixels, not bytes. A request over the first is
-    # 413; one that finds no room in the second before its deadline is 503.
+    # (service.scheduling.pixel_budget): memory follows pixels, not bytes. A request over the
+    # first is 413; one that finds no room in the second before its deadline is 503.
     max_request_pixels: int = Field(40_000_000, gt=0)
     max_decoded_pixels: int = Field(48_000_000, gt=0)
     max_images_per_request: int = Field(32, gt=0)

@@ -1,15 +1,19 @@
 """One error hierarchy; each error carries its HTTP status and one handler renders it.
 
 PolypServeError (500)
-├── InvalidInputError (400)        undecodable image, malformed body
-├── ModelNotFoundError (404)       unknown model or version
-├── WrongTaskError (409)           a model of another task than the route's
-├── PayloadTooLargeError (413)     body bytes or image pixels over the limits
-├── UnsupportedMediaTypeError (415)
-├── InvalidParameterError (422)    parameters outside what the model serves
-├── NotReadyError (503)            the service or the model is not ready
-│   └── OverloadedError (503)      a queue is full; comes with Retry-After
-└── DeadlineExceededError (504)    the request's deadline passed before its work ran
+├── InvalidInputError (400)          undecodable image, malformed body
+├── UnauthorizedError (401)          no API key presented; comes with WWW-Authenticate
+├── ForbiddenError (403)             a wrong key, or an inference key on an admin route
+├── ModelNotFoundError (404)         unknown model or version
+├── RequestTimeoutError (408)        the request body did not arrive in time
+├── WrongTaskError (409)             a model of another task than the route's
+├── PayloadTooLargeError (413)       body bytes, files, image pixels or values over the limits
+├── UnsupportedMediaTypeError (415)  a body in a content type the route does not read
+├── InvalidParameterError (422)      parameters outside what the model serves
+├── HeadTooLargeError (431)          request line and headers over their limit (uvicorn level)
+├── NotReadyError (503)              the service or the model is not ready
+│   └── OverloadedError (503)        a queue is full; comes with Retry-After
+└── DeadlineExceededError (504)      the request's deadline passed before its work ran
 """
 
 from __future__ import annotations
@@ -34,8 +38,24 @@ class InvalidInputError(PolypServeError):
     status_code = 400
 
 
+class UnauthorizedError(PolypServeError):
+    status_code = 401
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(PolypServeError):
+    status_code = 403
+
+
 class ModelNotFoundError(PolypServeError):
     status_code = 404
+
+
+class RequestTimeoutError(PolypServeError):
+    status_code = 408
 
 
 class WrongTaskError(PolypServeError):
@@ -54,6 +74,10 @@ class InvalidParameterError(PolypServeError):
     status_code = 422
 
 
+class HeadTooLargeError(PolypServeError):
+    status_code = 431
+
+
 class NotReadyError(PolypServeError):
     status_code = 503
 
@@ -66,8 +90,3 @@ class OverloadedError(NotReadyError):
 
 class DeadlineExceededError(PolypServeError):
     status_code = 504
-
-
-def is_whole_number(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "¹" and "٣", which ``int`` refuses."""
-    return text.isascii() and text.isdigit()

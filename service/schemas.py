@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
-from service.tasks.forecasting import Frequency, MissingPolicy
+from service.dataplane.tasks.forecasting import Frequency, MissingPolicy
 
 
 def _encodable(text: str) -> str:
@@ -23,52 +24,72 @@ def _encodable(text: str) -> str:
 Text = Annotated[str, Field(max_length=256), AfterValidator(_encodable)]
 
 
-class ModelRef(BaseModel):
+# The image results are TypedDicts: the data plane builds them as plain dicts (no validation
+# per request) and mypy checks them against these declarations, which the OpenAPI documents.
+
+
+class ModelRef(TypedDict):
     name: str
     version: int
 
 
-class ImageSize(BaseModel):
+class ImageSize(TypedDict):
     width: int
     height: int
 
 
-class LabelScore(BaseModel):
+class LabelScore(TypedDict):
     label: str
     class_id: int
-    score: float
+    score: Annotated[float, Field(description="0 to 1, 5 decimals, as detection scores")]
 
 
-class ClassificationResult(BaseModel):
+class ClassificationResult(TypedDict):
     labels: list[LabelScore]
 
 
-class Detection(BaseModel):
-    box: list[float] = Field(description="[x1, y1, x2, y2] in the original image's pixels")
-    score: float
+class Detection(TypedDict):
+    box: Annotated[
+        list[float],
+        Field(
+            description="[x1, y1, x2, y2] in the original image's pixels, as floats (2 decimals)"
+        ),
+    ]
+    score: Annotated[float, Field(description="0 to 1, 5 decimals")]
     label: str
     class_id: int
 
 
-class DetectionResult(BaseModel):
+class DetectionResult(TypedDict):
     image: ImageSize
     detections: list[Detection]
 
 
-class RunLength(BaseModel):
-    size: list[int] = Field(description="[height, width]")
-    counts: list[int] = Field(description="COCO uncompressed RLE, column-major, zeros first")
+class RunLength(TypedDict):
+    size: Annotated[list[int], Field(description="[height, width]")]
+    counts: Annotated[
+        list[int], Field(description="COCO uncompressed RLE, column-major, zeros first")
+    ]
 
 
-class MaskResult(BaseModel):
+class MaskResult(TypedDict):
     label: str
     class_id: int
     area_fraction: float
-    box: list[int] | None = Field(description="[x1, y1, x2, y2], exclusive ends; null if empty")
+    box: Annotated[
+        list[int] | None,
+        Field(
+            description=(
+                "[x1, y1, x2, y2] in whole pixels of the original image, ends exclusive (x2 - x1 "
+                "is the width: the mask's pixels are columns x1 to x2 - 1), unlike a detection's "
+                "float box; null if the mask is empty"
+            )
+        ),
+    ]
     rle: RunLength
 
 
-class SegmentationResult(BaseModel):
+class SegmentationResult(TypedDict):
     image: ImageSize
     masks: list[MaskResult]
 

@@ -85,12 +85,22 @@ class LiveServer:
             **env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(self.port),
-             "--models-dir", str(models_dir)],
-            env=environment, cwd=REPO_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(self.port),
+                "--models-dir",
+                str(models_dir),
+            ],
+            env=environment,
+            cwd=REPO_ROOT,
             # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_until_ready(self, timeout: float = 60.0) -> None:
         wait_until_ready(self.url, lambda: self.process.poll() is None, self.output, timeout)

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import (
+from service.repository.manifest import (
     ClassificationDecoding,
     DetectionDecoding,
     ForecastingDecoding,
@@ -63,14 +63,17 @@ def build_classifier(root: Path, name: str = "tiny-classifier", version: int = 1
         [numpy_helper.from_array(weights, "weights")],
     )
     manifest = Manifest(
-        task="classification", name=name, version=version, description="test classifier",
+        task="classification",
+        name=name,
+        version=version,
+        description="test classifier",
         inputs=_image_spec(32),
         outputs=[TensorSpec(name="logits", dtype="float32", shape=[None, 2])],
         labels=["not_red", "red"],
         preprocessing=Preprocessing(size=(32, 32), resize="stretch"),
         classification=ClassificationDecoding(),
         metrics={"synthetic": {"accuracy": 1.0}},
-    )  # fmt: skip
+    )
     return _save(graph, manifest, root)
 
 
@@ -101,7 +104,10 @@ def build_detector(root: Path, name: str = "tiny-detector", version: int = 1) ->
         ],
     )
     manifest = Manifest(
-        task="detection", name=name, version=version, description="test detector",
+        task="detection",
+        name=name,
+        version=version,
+        description="test detector",
         inputs=_image_spec(IMAGE_SIDE),
         outputs=[
             TensorSpec(name="boxes", dtype="float32", shape=[None, 2, 4]),
@@ -110,7 +116,7 @@ def build_detector(root: Path, name: str = "tiny-detector", version: int = 1) ->
         labels=["red_thing"],
         preprocessing=Preprocessing(size=(IMAGE_SIDE, IMAGE_SIDE), resize="letterbox"),
         detection=DetectionDecoding(),
-    )  # fmt: skip
+    )
     return _save(graph, manifest, root)
 
 
@@ -124,13 +130,16 @@ def build_segmenter(root: Path, name: str = "tiny-segmenter", version: int = 1) 
         [numpy_helper.from_array(kernel, "kernel")],
     )
     manifest = Manifest(
-        task="segmentation", name=name, version=version, description="test segmenter",
+        task="segmentation",
+        name=name,
+        version=version,
+        description="test segmenter",
         inputs=_image_spec(IMAGE_SIDE),
         outputs=[TensorSpec(name="logits", dtype="float32", shape=[None, 1, 64, 64])],
         labels=["red_region"],
         preprocessing=Preprocessing(size=(IMAGE_SIDE, IMAGE_SIDE), resize="letterbox", pad_value=0),
         segmentation=SegmentationDecoding(),
-    )  # fmt: skip
+    )
     return _save(graph, manifest, root)
 
 
@@ -154,11 +163,14 @@ def build_forecaster(
         ],
     )
     manifest = Manifest(
-        task="forecasting", name=name, version=version, description="test forecaster",
+        task="forecasting",
+        name=name,
+        version=version,
+        description="test forecaster",
         inputs=[TensorSpec(name="series", dtype="float32", shape=[None, window, 1])],
         outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
         forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9)),
-    )  # fmt: skip
+    )
     return _save(graph, manifest, root)
 
 
@@ -193,16 +205,26 @@ def build_hybrid_forecaster(
         ],
     )
     manifest = Manifest(
-        task="forecasting", name=name, version=1, description="test hybrid forecaster",
-        inputs=[TensorSpec(name="series", dtype="float32", shape=[None, window, 1]),
-                TensorSpec(name="base", dtype="float32", shape=[None, horizon]),
-                TensorSpec(name="base_scale", dtype="float32", shape=[None, 1])],
+        task="forecasting",
+        name=name,
+        version=1,
+        description="test hybrid forecaster",
+        inputs=[
+            TensorSpec(name="series", dtype="float32", shape=[None, window, 1]),
+            TensorSpec(name="base", dtype="float32", shape=[None, horizon]),
+            TensorSpec(name="base_scale", dtype="float32", shape=[None, 1]),
+        ],
         outputs=[TensorSpec(name="forecast", dtype="float32", shape=[None, horizon, 3])],
-        forecasting=ForecastingDecoding(window=window, horizon=horizon, quantiles=(0.1, 0.5, 0.9),
-                                        base="ar_aic", base_history=64,
-                                        base_powers=list(base_powers),
-                                        base_seasonal_periods=seasonal_periods or {}),
-    )  # fmt: skip
+        forecasting=ForecastingDecoding(
+            window=window,
+            horizon=horizon,
+            quantiles=(0.1, 0.5, 0.9),
+            base="ar_aic",
+            base_history=64,
+            base_powers=list(base_powers),
+            base_seasonal_periods=seasonal_periods or {},
+        ),
+    )
     return _save(graph, manifest, root)
 
 

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from service.manifest import MANIFEST_FILE, Manifest
+from service.repository.manifest import MANIFEST_FILE, Manifest
 
 KVASIR_TERMS = (
     "Kvasir-SEG (Simula): research and educational use only; commercial use forbidden without "
@@ -88,8 +88,9 @@ def versions_table(model_dir: Path, headline: tuple[str, str] | None) -> str:
             value = manifest.metrics.get(headline[0], {}).get(headline[1])
             figure = f" {'' if value is None else f'{value:.4f}'} |"
         served = "yes" if i == 0 else f"with `version={version}`"
-        rows.append(f"| {version} | {manifest.description.split('. ')[0]} |{figure} {date} | "
-                    f"{served} |")  # fmt: skip
+        rows.append(
+            f"| {version} | {manifest.description.split('. ')[0]} |{figure} {date} | {served} |"
+        )
     return "\n".join(rows)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.manifest import (
+from service.repository.manifest import (
     ClassificationDecoding,
     Manifest,
     Preprocessing,
@@ -77,8 +77,9 @@ LABELS = ["no_polyp", "polyp"]
 def evaluate_arrays(session, prep: Preprocessing, crops: np.ndarray, labels: np.ndarray) -> dict:
     x = np.stack([data.to_input(c, prep.size, prep.mean, prep.std) for c in crops])
     name = session.get_inputs()[0].name
-    logits = np.concatenate([session.run(None, {name: x[i : i + 64]})[0]
-                             for i in range(0, len(x), 64)])  # fmt: skip
+    logits = np.concatenate(
+        [session.run(None, {name: x[i : i + 64]})[0] for i in range(0, len(x), 64)]
+    )
     prob = np.exp(logits - logits.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
     if prob.shape[1] != 2:
@@ -98,8 +99,9 @@ def evaluate(session, prep: Preprocessing, samples: list[data.Sample], per_class
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, size=32, load_size=64, batch_size=8,
-                                  epochs=min(cfg.epochs, 1), steps_per_epoch=2)  # fmt: skip
+        cfg = dataclasses.replace(
+            cfg, size=32, load_size=64, batch_size=8, epochs=min(cfg.epochs, 1), steps_per_epoch=2
+        )
     common.seed_everything(cfg.seed)
     device = common.pick_device(cfg.device)
     data_root, work_dir = Path(cfg.data_root), Path(cfg.work_dir)
@@ -143,8 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
-    schedule = loop.Schedule(cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s,
-                             cfg.patience)  # fmt: skip
+    schedule = loop.Schedule(
+        cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s, cfg.patience
+    )
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
@@ -169,8 +172,16 @@ def main(argv: list[str] | None = None) -> dict:
             logits = torch.cat([model(val_x[i : i + 256]) for i in range(0, len(val_x), 256)])
         return F.cross_entropy(logits.float(), val_y).item()
 
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss,
-                       desc="classification", history=history, start_epoch=start_epoch)  # fmt: skip
+    stopper = loop.fit(
+        model,
+        optimizer,
+        schedule,
+        train_losses,
+        val_loss,
+        desc="classification",
+        history=history,
+        start_epoch=start_epoch,
+    )
     best_epoch = loop.keep_best(
         model, stopper, start_epoch, best_epoch, work_dir, cfg, history, train_command
     )

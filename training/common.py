@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.manifest import Provenance
+from service.repository.manifest import Provenance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
@@ -86,7 +86,12 @@ def provenance(
     """Where a model came from: its data and split, the weights it started from, and the
     command, commit, date and torch version of the run that made it."""
     return Provenance(
-        dataset=dataset, split=split, command=command, git_commit=git_commit(), date=today(),
-        framework=f"torch {torch.__version__}", pretrained=pretrained,
+        dataset=dataset,
+        split=split,
+        command=command,
+        git_commit=git_commit(),
+        date=today(),
+        framework=f"torch {torch.__version__}",
+        pretrained=pretrained,
         test_evaluations=test_evaluations,
-    )  # fmt: skip
+    )

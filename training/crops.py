@@ -64,8 +64,13 @@ def random_crops(images_u8, masks, boxes, n: int, size: int, generator=None):
     r = torch.rand(n, 6, device=device, generator=generator)
     half = CROP_RANGE[0] + (CROP_RANGE[1] - CROP_RANGE[0]) * r[:, :2]  # half-size in [-1, 1] units
     box = boxes[pick]  # normalised [-1, 1] xyxy of the frame's first polyp box
-    aim = torch.stack([box[:, 0] + (box[:, 2] - box[:, 0]) * r[:, 2],
-                       box[:, 1] + (box[:, 3] - box[:, 1]) * r[:, 3]], 1)  # fmt: skip
+    aim = torch.stack(
+        [
+            box[:, 0] + (box[:, 2] - box[:, 0]) * r[:, 2],
+            box[:, 1] + (box[:, 3] - box[:, 1]) * r[:, 3],
+        ],
+        1,
+    )
     anywhere = r[:, 4:6] * 2 - 1
     centre = torch.where(
         (torch.rand(n, 1, device=device, generator=generator) < 0.5), aim, anywhere

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.manifest import (
+from service.repository.manifest import (
     DetectionDecoding,
     Manifest,
     Preprocessing,
@@ -94,8 +94,9 @@ def pad_boxes(boxes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, size=64, serve_sizes=(64,), neck=16,
-                                  epochs=min(cfg.epochs, 1), batch_size=4)  # fmt: skip
+        cfg = dataclasses.replace(
+            cfg, size=64, serve_sizes=(64,), neck=16, epochs=min(cfg.epochs, 1), batch_size=4
+        )
     common.seed_everything(cfg.seed)
     device = common.pick_device(cfg.device)
     work_dir = Path(cfg.work_dir)
@@ -128,8 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
     use_amp = device.type == "cuda"
     n_train = len(tensors["train"][0])
     steps_per_epoch = 2 if cfg.dry_run else max(1, n_train // cfg.batch_size)
-    schedule = loop.Schedule(cfg.epochs, steps_per_epoch, cfg.lr, cfg.time_budget_s,
-                             cfg.patience, clip_grad_norm=10.0)  # fmt: skip
+    schedule = loop.Schedule(
+        cfg.epochs, steps_per_epoch, cfg.lr, cfg.time_budget_s, cfg.patience, clip_grad_norm=10.0
+    )
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
@@ -156,18 +158,33 @@ def main(argv: list[str] | None = None) -> dict:
 
     def val_loss() -> float:
         v = tensors["val"]
-        return float(np.mean([batch_loss(*network_input(*(t[i : i + 64] for t in v), False)).item()
-                              for i in range(0, len(v[0]), 64)]))  # fmt: skip
+        return float(
+            np.mean(
+                [
+                    batch_loss(*network_input(*(t[i : i + 64] for t in v), False)).item()
+                    for i in range(0, len(v[0]), 64)
+                ]
+            )
+        )
 
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc="detection",
-                       history=history, start_epoch=start_epoch)  # fmt: skip
+    stopper = loop.fit(
+        model,
+        optimizer,
+        schedule,
+        train_losses,
+        val_loss,
+        desc="detection",
+        history=history,
+        start_epoch=start_epoch,
+    )
     best_epoch = loop.keep_best(
         model, stopper, start_epoch, best_epoch, work_dir, cfg, history, train_command
     )
     if not cfg.export:
         return {}
-    return export_and_report(cfg, model.cpu().float(), tensors, trainval, val_ids, history,
-                             train_command)  # fmt: skip
+    return export_and_report(
+        cfg, model.cpu().float(), tensors, trainval, val_ids, history, train_command
+    )
 
 
 def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_command) -> dict:
@@ -193,13 +210,19 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
 
     def val_ap(path: Path, size: int) -> float:
         session = export.ort_session(path)
-        return evaluate(session, prep_at(size), splits["val"], cfg.score_threshold,
-                        cfg.iou_threshold)["ap50"]  # fmt: skip
+        return evaluate(
+            session, prep_at(size), splits["val"], cfg.score_threshold, cfg.iou_threshold
+        )["ap50"]
 
     chosen, trials = ship.choose_input_size(
-        at_size, cfg.serve_sizes, work_dir, ["boxes", "scores"], val_ap, cfg.max_latency_ms,
+        at_size,
+        cfg.serve_sizes,
+        work_dir,
+        ["boxes", "scores"],
+        val_ap,
+        cfg.max_latency_ms,
         runs=10 if cfg.dry_run else 100,
-    )  # fmt: skip
+    )
     size, onnx_path, served = (chosen.size, chosen.size), chosen.onnx_path, at_size(chosen.size)
     val_x = augment.normalise(tensors["val"][0][:4].cpu(), mean, std)
     val_x = torch.nn.functional.interpolate(val_x, size=size, mode="bilinear").numpy()

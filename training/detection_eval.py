@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.manifest import Preprocessing
+from service.repository.manifest import Preprocessing
 from training import data, metrics
 
 

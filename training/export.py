@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from service.repository.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 
 OPSET = 17
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.manifest import ForecastingDecoding, Manifest, TensorSpec
-from service.tasks import autoregressive, seasonal
+from service.dataplane.tasks import autoregressive, seasonal
+from service.repository.manifest import ForecastingDecoding, Manifest, TensorSpec
 from training import card, common, export, rolling_origin, series, ship
 from training.rolling_origin import EPS, HORIZON
 from training.windows import min_length
@@ -252,7 +252,8 @@ def write_card(cfg, manifest, path, all_series, evaluated, results, tests, expor
     base = (
         f"the airline model, ARIMA(0,1,1)(0,1,1), for a series posted with a freq in "
         f"{seasons} whose seasonal strength is at least {seasonal.STRENGTH_THRESHOLD} "
-        f"(`service/tasks/seasonal.py`), otherwise AR(p) (order by AIC, as BASELINES.md's, on "
+        "(`service/dataplane/tasks/seasonal.py`), otherwise AR(p) (order by AIC, as "
+        f"BASELINES.md's, on "
         f"levels or on the Box-Cox power in {list(cfg.ar_powers)} that predicts one step ahead "
         "best)"
     )

@@ -13,15 +13,15 @@ Normalisation (``window_standard``, identical in training and serving): each inp
 ``window`` values is standardised by its own mean and population standard deviation (ddof 0),
 the deviation floored at EPS = 1e-6; the forecast comes out in those units and is mapped back
 with the same two numbers. Base (identical in training and serving,
-``service.tasks.forecasting.ar_base``): from the series' last ``ar_history`` values, the airline
-model ARIMA(0,1,1)(0,1,1) when the series' frequency has a season length (``SEASON_LENGTHS``)
-and its season is strong, otherwise BASELINES.md's AR(p) (order by AIC, on levels or one of the
-Box-Cox ``ar_powers``); with the root mean square of its one-step residuals, in the window's
-units. The model's quantiles are that forecast plus a correction learnt across series, in units
-of that scale, so a window of 48 values still gets what a series' whole history says; the served
-median keeps ``correction`` of it. Output: [N, horizon, Q] quantiles (0.1, 0.5, 0.9), monotone
-by construction, trained with the pinball loss, averaged over an ensemble of ``members`` LSTMs.
-Horizons beyond ``horizon`` are made recursively.
+``service.dataplane.tasks.forecasting.ar_base``): from the series' last ``ar_history`` values,
+the airline model ARIMA(0,1,1)(0,1,1) when the series' frequency has a season length
+(``SEASON_LENGTHS``) and its season is strong, otherwise BASELINES.md's AR(p) (order by AIC, on
+levels or one of the Box-Cox ``ar_powers``); with the root mean square of its one-step
+residuals, in the window's units. The model's quantiles are that forecast plus a correction
+learnt across series, in units of that scale, so a window of 48 values still gets what a
+series' whole history says; the served median keeps ``correction`` of it. Output: [N, horizon,
+Q] quantiles (0.1, 0.5, 0.9), monotone by construction, trained with the pinball loss, averaged
+over an ensemble of ``members`` LSTMs. Horizons beyond ``horizon`` are made recursively.
 
 Leakage rule (``rolling_origin.training_part``): the model that forecasts from an origin is
 trained only on data before it: the evaluated series end there, and monthly and annual sunspots,
@@ -46,16 +46,23 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from service.tasks import autoregressive, seasonal
-from service.tasks import forecasting as service_forecasting
+from service.dataplane.tasks import autoregressive, seasonal
+from service.dataplane.tasks import forecasting as service_forecasting
 from training import common, data, forecast_report, loop, rolling_origin, series
 from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import HORIZON, ORIGINS, VALIDATION_ORIGINS
 from training.windows import WindowSets, ar_bases
 
 # What a --weights run takes from its own command line; the rest is the trained run's recipe.
-RUN_FIELDS = ("out_dir", "work_dir", "weights", "ablation_weights", "export", "evaluate_test",
-              "device")  # fmt: skip
+RUN_FIELDS = (
+    "out_dir",
+    "work_dir",
+    "weights",
+    "ablation_weights",
+    "export",
+    "evaluate_test",
+    "device",
+)
 # The shares of the LSTMs' correction a --validate run scores (0: the base's median, 1: theirs).
 CORRECTION_SHARES = (0.0, 0.25, 0.5, 1.0)
 # Season lengths by the freq a series is posted with; the base tries the airline model on them.
@@ -77,7 +84,7 @@ class Config:
     # Box-Cox powers the AR(p) base may fit besides levels (0 is the log)
     ar_powers: tuple[float, ...] = (0.5, 0.0)
     # the airline model, ARIMA(0,1,1)(0,1,1), as the base of strongly seasonal monthly and
-    # quarterly series (service.tasks.seasonal); off: AR(p) for every series
+    # quarterly series (service.dataplane.tasks.seasonal); off: AR(p) for every series
     seasonal: bool = True
     # no base at all: the LSTMs read zeros and a unit scale (the ablation's "LSTM alone")
     no_base: bool = False
@@ -156,8 +163,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
     model = new_member(cfg).to(device)
     quantiles = torch.tensor(cfg.quantiles, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = loop.Schedule(cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s,
-                             cfg.patience, clip_grad_norm=1.0)  # fmt: skip
+    schedule = loop.Schedule(
+        cfg.epochs, cfg.steps_per_epoch, cfg.lr, cfg.time_budget_s, cfg.patience, clip_grad_norm=1.0
+    )
     generator = torch.Generator().manual_seed(seed)
     val_x, val_b = sets.val_x[..., None].to(device), sets.val_base.to(device)
     val_t = sets.val_target.to(device)
@@ -175,8 +183,9 @@ def train_member(cfg: Config, sets: WindowSets, device, seed: int, label: str):
         return pinball_loss(val_pred, val_t, quantiles).item()
 
     history: loop.History = []
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc=label,
-                       history=history)  # fmt: skip
+    stopper = loop.fit(
+        model, optimizer, schedule, train_losses, val_loss, desc=label, history=history
+    )
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     return model.cpu().eval(), history
@@ -187,8 +196,10 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
     returns it and its first member's history."""
     parts = rolling_origin.training_part(all_series, origin)
     sets = WindowSets.build(parts, bases, cfg.window, cfg.evaluated_weight)
-    print(f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
-          f"{len(sets.val_x)} validation windows")  # fmt: skip
+    print(
+        f"origin {origin}: {len(sets.count)} series, {len(sets.x)} training windows, "
+        f"{len(sets.val_x)} validation windows"
+    )
     trained = [
         train_member(cfg, sets, device, cfg.seed + i, f"origin {origin} member {i}")
         for i in range(cfg.members)
@@ -202,8 +213,15 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
 def main(argv: list[str] | None = None) -> dict:
     cfg = common.parse_config(Config(), __doc__.splitlines()[0], argv)
     if cfg.dry_run:
-        cfg = dataclasses.replace(cfg, hidden=8, layers=1, epochs=min(cfg.epochs, 1),
-                                  steps_per_epoch=2, batch_size=16, members=1)  # fmt: skip
+        cfg = dataclasses.replace(
+            cfg,
+            hidden=8,
+            layers=1,
+            epochs=min(cfg.epochs, 1),
+            steps_per_epoch=2,
+            batch_size=16,
+            members=1,
+        )
     device = common.pick_device(cfg.device)
     work_dir = Path(cfg.work_dir)
     command = common.command_line("forecasting", argv)
@@ -248,8 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
             history = history or member_history  # the shipped model's first member
             # origin 0's ensemble is the shipped model; the others are kept for the record
             path = work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt")
-            loop.save_checkpoint(path, model, config=dataclasses.asdict(cfg),
-                                 history=member_history, command=command)  # fmt: skip
+            loop.save_checkpoint(
+                path, model, config=dataclasses.asdict(cfg), history=member_history, command=command
+            )
     if not cfg.export:
         return {}
     ablation = load_run(Path(cfg.ablation_weights), "")[0] if cfg.ablation_weights else None
@@ -272,8 +291,10 @@ def base_windows(cfg: Config, all_series: dict[str, np.ndarray]) -> dict[str, np
     if cache.is_file():
         with np.load(cache) as kept:
             return {name: kept[name] for name in all_series}
-    bases = {name: ar_bases(y, cfg.window, cfg.ar_base, cfg.ar_base.period(name)) for name, y in
-             tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)}  # fmt: skip
+    bases = {
+        name: ar_bases(y, cfg.window, cfg.ar_base, cfg.ar_base.period(name))
+        for name, y in tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)
+    }
     if not cfg.dry_run:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **bases)

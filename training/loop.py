@@ -114,8 +114,11 @@ def fit(
         model.eval()
         with torch.no_grad():
             val = val_loss()
-        record = {"epoch": start_epoch + epoch, "train_loss": float(np.mean(losses)),
-                  "val_loss": val}  # fmt: skip
+        record = {
+            "epoch": start_epoch + epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_loss": val,
+        }
         history.append(record)
         bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val:.4f}")
         print(json.dumps(record), flush=True)
@@ -140,9 +143,15 @@ def resume(
 
 
 def keep_best(
-    model: nn.Module, stopper: EarlyStopping, start_epoch: int, best_epoch: int,
-    work_dir: Path, config: Any, history: History, command: str,
-) -> int:  # fmt: skip
+    model: nn.Module,
+    stopper: EarlyStopping,
+    start_epoch: int,
+    best_epoch: int,
+    work_dir: Path,
+    config: Any,
+    history: History,
+    command: str,
+) -> int:
     """Restore the best epoch's weights (early stopping) and save them as the checkpoint;
     returns the best epoch's number."""
     if stopper.best_state is not None:
@@ -153,8 +162,14 @@ def keep_best(
         # an export-only run (--epochs 0) leaves the checkpoint, and the commands that trained
         # it, as they were: exporting twice must not record two exports in the provenance
         return best_epoch
-    save_checkpoint(path, model, config=dataclasses.asdict(config), history=history,
-                    command=command, best_epoch=best_epoch)  # fmt: skip
+    save_checkpoint(
+        path,
+        model,
+        config=dataclasses.asdict(config),
+        history=history,
+        command=command,
+        best_epoch=best_epoch,
+    )
     print(f"checkpoint {path} (best epoch {best_epoch})")
     return best_epoch
 

@@ -83,8 +83,16 @@ def coco_ap(
     for i, boxes in enumerate(gts):
         for b in boxes:
             area = float((b[2] - b[0]) * (b[3] - b[1]))
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1,
-                                "bbox": xywh(b), "area": area, "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": 1,
+                    "bbox": xywh(b),
+                    "area": area,
+                    "iscrowd": 0,
+                }
+            )
     results = [
         {"image_id": i, "category_id": 1, "bbox": xywh(b), "score": float(s)}
         for i, (boxes, scores) in enumerate(dets)

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.tasks import autoregressive
-from service.tasks.forecasting import ar_base
+from service.dataplane.tasks import autoregressive
+from service.dataplane.tasks.forecasting import ar_base
 from training import metrics, series
 
 HORIZON = 12
@@ -95,8 +95,16 @@ def model_inputs(history: np.ndarray, window: int, ar: ArBase, period: int = 0) 
     z, mean, std = standardise(history[None, -window:])
     if ar.history == 0:  # no base: the LSTM alone, in the ablation
         return ModelInputs(z[0], np.zeros(HORIZON), 1.0, mean.item(), std.item())
-    base, scale = ar_base(history, mean.item(), std.item(), HORIZON, ar.history,
-                          autoregressive.MAX_ORDER, ar.powers, period)  # fmt: skip
+    base, scale = ar_base(
+        history,
+        mean.item(),
+        std.item(),
+        HORIZON,
+        ar.history,
+        autoregressive.MAX_ORDER,
+        ar.powers,
+        period,
+    )
     return ModelInputs(z[0], base, scale, mean.item(), std.item())
 
 
@@ -164,8 +172,9 @@ def evaluate_series(predict: Predictor, y: np.ndarray, season: int, smape: bool 
         rows.append(errors(pred, train, truth, season))
         if pred.ndim == 2 and pred.shape[1] == len(QUANTILES):
             covered.append(np.mean((truth >= pred[:, 0]) & (truth <= pred[:, -1])))
-            pinball.append(np.mean([metrics.pinball(truth, pred[:, i], q)
-                                    for i, q in enumerate(QUANTILES)]))  # fmt: skip
+            pinball.append(
+                np.mean([metrics.pinball(truth, pred[:, i], q) for i, q in enumerate(QUANTILES)])
+            )
     result = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     result.update({f"origin{k}_mase": r["mase"] for k, r in enumerate(rows)})
     result["last12_mase"] = rows[0]["mase"]

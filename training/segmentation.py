@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.manifest import (
+from service.repository.manifest import (
     Manifest,
     Preprocessing,
     SegmentationDecoding,
@@ -150,11 +150,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     def val_loss() -> float:
         images, masks = tensors["val"]
-        return float(np.mean([batch_loss(images[i : i + 64], masks[i : i + 64], False).item()
-                              for i in range(0, len(images), 64)]))  # fmt: skip
+        return float(
+            np.mean(
+                [
+                    batch_loss(images[i : i + 64], masks[i : i + 64], False).item()
+                    for i in range(0, len(images), 64)
+                ]
+            )
+        )
 
-    stopper = loop.fit(model, optimizer, schedule, train_losses, val_loss, desc="segmentation",
-                       history=history, start_epoch=start_epoch)  # fmt: skip
+    stopper = loop.fit(
+        model,
+        optimizer,
+        schedule,
+        train_losses,
+        val_loss,
+        desc="segmentation",
+        history=history,
+        start_epoch=start_epoch,
+    )
     best_epoch = loop.keep_best(
         model, stopper, start_epoch, best_epoch, work_dir, cfg, history, train_command
     )
@@ -182,9 +196,14 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
 
     # the network is fully convolutional: the same weights serve at any multiple of 32
     chosen, trials = ship.choose_input_size(
-        lambda size: model, cfg.serve_sizes, work_dir, ["logits"], val_dice, cfg.max_latency_ms,
+        lambda size: model,
+        cfg.serve_sizes,
+        work_dir,
+        ["logits"],
+        val_dice,
+        cfg.max_latency_ms,
         runs=10 if cfg.dry_run else 50,
-    )  # fmt: skip
+    )
     size, onnx_path = (chosen.size, chosen.size), chosen.onnx_path
     val_x = augment.normalise(tensors["val"][0][:4].cpu(), mean, std)
     val_x = F.interpolate(val_x, size=size, mode="bilinear", align_corners=False).numpy()

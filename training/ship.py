@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from service.manifest import MANIFEST_FILE, Manifest, Metrics
+from service.repository.manifest import MANIFEST_FILE, Manifest, Metrics
 from training import data, export
 
 
@@ -50,8 +50,9 @@ def choose_input_size(
     trials = []
     for size in sizes:
         path = work_dir / f"model_{size}.onnx"
-        export.export_onnx(build(size), {"images": torch.zeros(1, 3, size, size)}, path,
-                           output_names)  # fmt: skip
+        export.export_onnx(
+            build(size), {"images": torch.zeros(1, 3, size, size)}, path, output_names
+        )
         latency = export.latency_ms(path, {"images": (1, 3, size, size)}, runs=runs)
         trials.append(SizeTrial(size, latency, score_val(path, size), path))
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
@@ -67,14 +68,16 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
         + (" **served** |" if t is chosen else " |")
         for t in trials
     ]
-    return "\n".join([
-        f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX Runtime "
-        f"CPU latency (2 threads) is within {limit:g} ms:",
-        "",
-        f"| input | validation {metric} | latency ms | |",
-        "|---|---|---|---|",
-        *rows,
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX "
+            f"Runtime CPU latency (2 threads) is within {limit:g} ms:",
+            "",
+            f"| input | validation {metric} | latency ms | |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def test_record(

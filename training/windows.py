@@ -80,8 +80,17 @@ class WindowSets:
             return training, torch.stack([r[-1] for r in of_series])
 
         (x, val_x), (b, val_b), (t, val_t) = split(xs), split(bs), split(ts)
-        return cls(x, b, t, torch.cumsum(count, 0) - count, count, torch.tensor(weights), val_x,
-                   val_b, val_t)  # fmt: skip
+        return cls(
+            x,
+            b,
+            t,
+            torch.cumsum(count, 0) - count,
+            count,
+            torch.tensor(weights),
+            val_x,
+            val_b,
+            val_t,
+        )
 
     def sample(self, size: int, generator: torch.Generator):
         """A series by weight (so long series don't drown short ones), then one of its windows."""

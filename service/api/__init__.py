@@ -1,1 +1,1 @@
-"""HTTP transport: thin routers over the data plane in ``service.predict``."""
+"""HTTP transport: thin routers and middlewares over the data plane (``service.dataplane``)."""

@@ -19,10 +19,11 @@ from typing import Literal
 from urllib.parse import parse_qs
 
 from pydantic import SecretStr
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.errors import error_response
 from service.config import Settings
+from service.errors import ForbiddenError, PolypServeError, UnauthorizedError
 
 _ALWAYS_OPEN = ("/v2/health/", "/static/")
 _OPEN_PAGES = {"/", "/demo", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/v2"}
@@ -69,26 +70,27 @@ class ApiKeyMiddleware:
             return
         presented = _presented_key(scope)
         if presented is None:
-            await _refuse(scope, receive, send, 401, f"an {_KEY_NAMES[access]} is required")
+            await _refuse(
+                scope, receive, send, UnauthorizedError(f"an {_KEY_NAMES[access]} is required")
+            )
         elif _matches(presented, self.admin_keys) or (
             access == "inference" and _matches(presented, self.keys)
         ):
             await self.app(scope, receive, send)
         elif access == "admin" and _matches(presented, self.keys):
-            await _refuse(scope, receive, send, 403, "model control needs an admin key")
+            await _refuse(scope, receive, send, ForbiddenError("model control needs an admin key"))
         else:
-            await _refuse(scope, receive, send, 403, "the API key is not valid")
+            await _refuse(scope, receive, send, ForbiddenError("the API key is not valid"))
 
 
 _KEY_NAMES = {"inference": "API key", "admin": "admin key"}
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: PolypServeError) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
         return
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    await JSONResponse({"error": message}, status, headers)(scope, receive, send)
+    await error_response(error)(scope, receive, send)
 
 
 def _matches(presented: bytes, keys: list[bytes]) -> bool:

@@ -11,42 +11,40 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.exceptions import HTTPException
 
 from service.config import Settings
-from service.errors import InvalidInputError, NotReadyError, UnsupportedMediaTypeError
-from service.imaging import SUPPORTED_MEDIA_TYPES
-from service.loading import ModelVersion
-from service.manifest import Task
+from service.dataplane.images import ImageLimits
+from service.dataplane.imaging import SUPPORTED_MEDIA_TYPES
+from service.errors import (
+    InvalidInputError,
+    NotReadyError,
+    PayloadTooLargeError,
+    PolypServeError,
+    UnsupportedMediaTypeError,
+)
 from service.metrics import ServiceMetrics
-from service.pixel_budget import PixelBudget
-from service.registry import Registry
+from service.repository.manifest import Task
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
 _RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}
 
 
-def settings_of(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def get_settings(request: Request) -> Settings:
-    return settings_of(request)
-
-
-def registry_of(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
+    """The model registry; 503 while the models are still loading."""
     registry: Registry = request.app.state.registry
     if not registry.loaded:
         raise NotReadyError("models are still loading")
     return registry
-
-
-async def get_registry(request: Request) -> Registry:
-    return registry_of(request)
 
 
 @contextmanager
@@ -66,9 +64,7 @@ class ImageCall:
 
     request: Request
     model: ModelVersion
-    max_pixels: int
-    decoders: CapacityLimiter
-    pixels: PixelBudget
+    limits: ImageLimits
 
 
 def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
@@ -84,10 +80,12 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
         model: Annotated[str | None, Query(description="default: the task's default")] = None,
         version: Annotated[int | None, Query(ge=1, description="default: highest ready")] = None,
     ) -> ImageCall:
-        chosen = registry_of(request).for_task(task, model, version)
-        settings, state = settings_of(request), request.app.state
-        return ImageCall(request, chosen, settings.max_image_pixels, state.decode_limiter,
-                         state.pixel_budget)  # fmt: skip
+        chosen = (await get_registry(request)).for_task(task, model, version)
+        state = request.app.state
+        limits = ImageLimits(
+            state.settings.max_image_pixels, state.decode_limiter, state.pixel_budget
+        )
+        return ImageCall(request, chosen, limits)
 
     return dependency
 
@@ -97,10 +95,15 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+def media_type_of(request: Request) -> str:
+    """The body's media type without parameters, lower case; "" when none is given."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def read_image_blobs(request: Request) -> list[bytes]:
     """The request's images: a raw image body, or every ``image`` field of a multipart form."""
-    settings = settings_of(request)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    settings = await get_settings(request)
+    media_type = media_type_of(request)
     if media_type == "multipart/form-data":
         try:
             form = await request.form(
@@ -108,8 +111,8 @@ async def read_image_blobs(request: Request) -> list[bytes]:
                 max_fields=settings.max_form_fields,
                 max_part_size=settings.max_body_bytes,
             )
-        except MultiPartException as exc:
-            raise InvalidInputError(f"invalid multipart body: {exc.message}") from None
+        except HTTPException as exc:  # Starlette turns a MultiPartException into a 400
+            raise _multipart_error(str(exc.detail), settings) from None
         uploads = [item for item in form.getlist("image") if isinstance(item, UploadFile)]
         if not uploads:
             raise InvalidInputError("the multipart body has no 'image' file field")
@@ -122,6 +125,18 @@ async def read_image_blobs(request: Request) -> list[bytes]:
         f"unsupported content type '{media_type or 'none'}'",
         supported=sorted(_RAW_MEDIA_TYPES | {"multipart/form-data"}),
     )
+
+
+def _multipart_error(message: str, settings: Settings) -> PolypServeError:
+    """More files than a request may hold is a limit, so a 413 in the project's words like
+    every limit; any other multipart failure is a malformed body (400)."""
+    if message.startswith("Too many files"):
+        limit = settings.max_images_per_request
+        return PayloadTooLargeError(
+            f"a request holds at most {limit} images (POLYPSERVE_MAX_IMAGES_PER_REQUEST)",
+            limit=limit,
+        )
+    return InvalidInputError(message)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

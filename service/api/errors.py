@@ -25,9 +25,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def error_response(exc: PolypServeError) -> JSONResponse:
+    """The one rendering of an error, also for the middlewares that answer before routing."""
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+
+
 async def _polypserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PolypServeError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -49,8 +54,11 @@ CLIENT_CLOSED_REQUEST = 499
 async def _client_disconnected(request: Request, exc: Exception) -> Response:
     token = REQUEST_ID.set(getattr(request.state, "request_id", None))
     try:
-        logger.info("client disconnected before its request body arrived: %s %s",
-                    request.method, request.url.path)  # fmt: skip
+        logger.info(
+            "client disconnected before its request body arrived: %s %s",
+            request.method,
+            request.url.path,
+        )
     finally:
         REQUEST_ID.reset(token)
     return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -58,8 +66,12 @@ async def _client_disconnected(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's own body parsing wraps it
+    # FastAPI's own body parsing wraps what reading the body raised (a client gone, or a body
+    # limit of service.api.limits) in a 400: answer for the cause instead.
+    if isinstance(exc.__cause__, ClientDisconnect):
         return await _client_disconnected(request, exc.__cause__)
+    if isinstance(exc.__cause__, PolypServeError):
+        return error_response(exc.__cause__)
     return JSONResponse(
         {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
     )

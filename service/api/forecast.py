@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
-from service.api.deps import RegistryDep, SettingsDep, holding_place
+from service.api.deps import RegistryDep, SettingsDep, holding_place, media_type_of
 from service.api.errors import ERROR_RESPONSES
-from service.errors import InvalidParameterError, PayloadTooLargeError
-from service.forecast import finish_forecast, prepare_series
-from service.loading import ModelVersion
-from service.predict import StageTimer, complete, infer
+from service.dataplane.forecast import finish_forecast, prepare_series
+from service.dataplane.predict import infer
+from service.dataplane.timing import StageTimer, complete
+from service.errors import InvalidParameterError, PayloadTooLargeError, UnsupportedMediaTypeError
+from service.repository.model_version import ModelVersion
 from service.schemas import ForecastRequest, ForecastResponse
 
-router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)
+
+class JsonBodyRoute(APIRoute):
+    """A route whose body is JSON: any other content type is a 415, as on the image routes,
+    before FastAPI would read the body as bytes and answer 422 on its fields."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            media_type = media_type_of(request)
+            if media_type != "application/json" and not media_type.endswith("+json"):
+                raise UnsupportedMediaTypeError(
+                    f"unsupported content type '{media_type or 'none'}'",
+                    supported=["application/json"],
+                )
+            return await handler(request)
+
+        return checked
 
 
-@router.post(
-    "/forecast",
-    response_model=ForecastResponse,
-)
+router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
+FORECAST = "/forecast"
+PATH = router.prefix + FORECAST
+
+
+@router.post(FORECAST, response_model=ForecastResponse)
 async def forecast_series(
     request: ForecastRequest, http_request: Request, registry: RegistryDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.api.deps import MetricsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import NotReadyError
-from service.lifecycle import LIFECYCLE
-from service.registry import Registry
+from service.repository.registry import Registry
+from service.server.lifecycle import LIFECYCLE
 
 router = APIRouter(responses=ERROR_RESPONSES)
 

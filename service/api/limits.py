@@ -8,32 +8,30 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api import forecast, images, v2_models
+from service.api.errors import error_response
+from service.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
+from service.parsing import is_whole_number
 
 _SEND_CHUNK = 256 * 1024
 
 
-class BodyTooLargeError(HTTPException):
-    """An ``HTTPException`` so that FastAPI's body parsing passes it through untouched."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is over the limit of {limit} bytes")
-
-
-class BodyTimeoutError(HTTPException):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
+def _body_too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"request body is over the limit of {limit} bytes", limit=limit)
 
 
 def _parsed_as_json(path: str, headers: dict[bytes, bytes]) -> bool:
     """Whether the body becomes Python objects: a forecast, or a v2 inference request whose
     tensors travel as JSON numbers (without Triton's binary extension). Parsed, each number of
     a few bytes costs tens, so such bodies get the smaller limit."""
-    if path == "/v1/forecast":
+    if path == forecast.PATH:
         return True
-    return path.startswith("/v2/models/") and b"inference-header-content-length" not in headers
+    return (
+        path.startswith(v2_models.MODELS_PREFIX)
+        and b"inference-header-content-length" not in headers
+    )
 
 
 class BodyLimitMiddleware:
@@ -60,16 +58,9 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         limit = self.json_limit if _parsed_as_json(scope["path"], headers) else self.default_limit
-        declared = headers.get(b"content-length")
-        if (
-            declared is not None
-            and declared.isascii()
-            and declared.isdigit()
-            and int(declared) > limit
-        ):
-            error = BodyTooLargeError(limit)
-            response = JSONResponse({"error": error.detail, "limit": limit}, 413)
-            await response(scope, receive, send)
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if is_whole_number(declared) and int(declared) > limit:
+            await error_response(_body_too_large(limit))(scope, receive, send)
             return
         received = 0
         body_complete = False
@@ -86,11 +77,13 @@ class BodyLimitMiddleware:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise BodyTimeoutError(self.timeout) from None
+                raise RequestTimeoutError(
+                    f"the request body did not arrive within {self.timeout:g} s"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLargeError(limit)
+                    raise _body_too_large(limit)
                 body_complete = not message.get("more_body", False)
             return message
 
@@ -106,8 +99,11 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
             for start in range(0, len(body), _SEND_CHUNK):
                 last = start + _SEND_CHUNK >= len(body)
-                piece = {"type": "http.response.body", "body": body[start : start + _SEND_CHUNK],
-                         "more_body": more or not last}  # fmt: skip
+                piece = {
+                    "type": "http.response.body",
+                    "body": body[start : start + _SEND_CHUNK],
+                    "more_body": more or not last,
+                }
                 async with asyncio.timeout(self.send_timeout):
                     await send(piece)
 
@@ -116,13 +112,11 @@ class BodyLimitMiddleware:
 
 # Routes that run inference; the in-flight limit counts these only, so health and metrics
 # stay answerable under any load.
-_INFERENCE_PREFIXES = ("/v1/classify", "/v1/detect", "/v1/segment", "/v1/forecast")
+_INFERENCE_PREFIXES = (*images.PATHS, forecast.PATH)
 
 
 def _is_inference(path: str) -> bool:
-    return path.startswith(_INFERENCE_PREFIXES) or (
-        path.startswith("/v2/models/") and path.endswith("/infer")
-    )
+    return path.startswith(_INFERENCE_PREFIXES) or v2_models.is_inference_path(path)
 
 
 class InFlightLimitMiddleware:
@@ -139,12 +133,10 @@ class InFlightLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
-            response = JSONResponse(
-                {"error": f"the service is at its limit of {self.limit} requests in flight"},
-                503,
-                headers={"Retry-After": "1"},
+            error = OverloadedError(
+                f"the service is at its limit of {self.limit} requests in flight"
             )
-            await response(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         self.in_flight += 1
         try:

@@ -8,10 +8,10 @@ from fastapi import APIRouter
 
 from service.api.deps import RegistryDep
 from service.api.errors import ERROR_RESPONSES
+from service.dataplane.forecast import forecast_limits
 from service.errors import ModelNotFoundError
-from service.forecast import forecast_limits
-from service.loading import ModelVersion
-from service.registry import Registry
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry
 from service.schemas import ModelInfo, ModelList
 
 router = APIRouter(prefix="/v1", tags=["v1"], responses=ERROR_RESPONSES)

@@ -18,11 +18,11 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from service import client_json
 from service.config import Settings
 from service.errors import InvalidInputError, PolypServeError
 from service.metrics import ServiceMetrics, observe_stream_message
-from service.registry import Registry
+from service.parsing import parse_json
+from service.repository.registry import Registry
 from service.stream.framing import parse_frame_message
 from service.stream.session import StreamSession
 from service.stream.tracking import SmoothingConfig
@@ -105,21 +105,29 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code, reason)
 
     session = StreamSession(
-        model, smoothing,
+        model,
+        smoothing,
         defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
         params.max_detections or defaults.max_detections,
-        settings.max_image_pixels, send, close, websocket.app.state.decode_limiter,
+        settings.max_image_pixels,
+        send,
+        close,
+        websocket.app.state.decode_limiter,
         websocket.app.state.pixel_budget,
-    )  # fmt: skip
+    )
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))
     session.start()
     idle = IdleWatch(settings.stream_idle_timeout_s, session)
     try:
-        await send({
-            "type": "ready", "model": {"name": model.name, "version": model.version},
-            "smoothing": smoothing.model_dump(), "max_frame_bytes": settings.max_frame_bytes,
-        })  # fmt: skip
+        await send(
+            {
+                "type": "ready",
+                "model": {"name": model.name, "version": model.version},
+                "smoothing": smoothing.model_dump(),
+                "max_frame_bytes": settings.max_frame_bytes,
+            }
+        )
         await _receive_loop(websocket, session, send, settings.max_frame_bytes, idle)
     except WebSocketDisconnect:
         pass
@@ -171,7 +179,7 @@ async def _receive_loop(
                 await send({"type": "error", **exc.to_dict()})
             continue
         try:
-            command = client_json.parse(message.get("text") or "", "the text message")
+            command = parse_json(message.get("text") or "", "the text message")
             kind = command.get("type") if isinstance(command, dict) else None
         except InvalidInputError:
             kind = None

@@ -16,11 +16,11 @@ from typing import Any
 from anyio import to_thread
 from fastapi import APIRouter, Request
 
-from service import client_json
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import InvalidInputError, ModelNotFoundError
-from service.loading import ModelVersion
+from service.parsing import parse_json
+from service.repository.model_version import ModelVersion
 
 router = APIRouter(prefix="/v2/repository", tags=["v2"], responses=ERROR_RESPONSES)
 _retiring: set[asyncio.Task[None]] = set()
@@ -54,7 +54,7 @@ async def _read_options(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         return {}
-    options = client_json.parse(body, "the request body")
+    options = parse_json(body, "the request body")
     if not isinstance(options, dict):
         raise InvalidInputError("the request body must be a JSON object")
     return options

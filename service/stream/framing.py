@@ -17,8 +17,8 @@ import math
 import struct
 from dataclasses import dataclass
 
-from service import client_json
 from service.errors import InvalidInputError
+from service.parsing import parse_json
 
 MAX_HEADER_BYTES = 4096
 _BARE_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG")
@@ -39,7 +39,7 @@ def parse_frame_message(message: bytes) -> FramePayload:
     (length,) = struct.unpack(">I", message[:4])
     if length > MAX_HEADER_BYTES or 4 + length > len(message):
         raise InvalidInputError(f"invalid frame header length {length}")
-    header = client_json.parse(message[4 : 4 + length], "the frame header")
+    header = parse_json(message[4 : 4 + length], "the frame header")
     if not isinstance(header, dict):
         raise InvalidInputError("the frame header must be a JSON object")
     frame_id = header.get("frame_id")

@@ -46,9 +46,11 @@ class SessionStats:
         if latencies.size:
             p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
             percentiles = {
-                "p50": round(float(p50), 3), "p95": round(float(p95), 3),
-                "p99": round(float(p99), 3), "max": round(float(latencies.max()), 3),
-            }  # fmt: skip
+                "p50": round(float(p50), 3),
+                "p95": round(float(p95), 3),
+                "p99": round(float(p99), 3),
+                "max": round(float(latencies.max()), 3),
+            }
         return {
             "type": "report",
             "frames": {

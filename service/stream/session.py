@@ -17,59 +17,35 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 
+from service.dataplane.imaging import open_image
+from service.dataplane.predict import (
+    format_detections,
+    infer,
+    label_of,
+    prepare_batch,
+    round_box,
+    round_score,
+)
+from service.dataplane.tasks.detection import select_detections
+from service.dataplane.tasks.geometry import Placement, boxes_to_image
+from service.dataplane.timing import StageTimer, complete
 from service.errors import PolypServeError
-from service.imaging import open_image
-from service.loading import ModelVersion
-from service.pixel_budget import PixelBudget
-from service.predict import StageTimer, complete, infer, prepare_batch
+from service.repository.model_version import ModelVersion
+from service.scheduling.pixel_budget import PixelBudget
 from service.stream.framing import FramePayload
 from service.stream.report import SessionStats
+from service.stream.slots import LatestSlot, MovingMean
 from service.stream.tracking import SmoothingConfig, Tracker
-from service.tasks.detection import select_detections
-from service.tasks.geometry import Placement, boxes_to_image
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 # Seconds a frame waits for room in the decoded-pixel budget before it is an error.
 FRAME_BUDGET_WAIT_S = 1.0
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class LatestSlot(Generic[T]):
-    """A queue of depth one where the newest item wins."""
-
-    def __init__(self) -> None:
-        self._item: T | None = None
-        self._ready = asyncio.Event()
-
-    def put(self, item: T) -> T | None:
-        """Store ``item``; returns the item it replaced, if any."""
-        replaced, self._item = self._item, item
-        self._ready.set()
-        return replaced
-
-    async def get(self) -> T:
-        while self._item is None:
-            self._ready.clear()
-            await self._ready.wait()
-        item, self._item = self._item, None
-        return item
-
-
-class MovingMean:
-    """Exponentially weighted mean of a stage's duration, in seconds."""
-
-    def __init__(self, weight: float = 0.2) -> None:
-        self.weight = weight
-        self.value = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.value += self.weight * (seconds - self.value) if self.value else seconds
 
 
 @dataclass(frozen=True)
@@ -188,7 +164,7 @@ class StreamSession:
             timer.stages["queue"] += (time.perf_counter() - item.decoded) * 1000.0
             try:
                 outputs = await infer(self.model, {input_name: item.batch}, timer)
-                with timer.stage("post"):
+                with timer.stage("postprocess"):
                     boxes, scores, class_ids = select_detections(
                         outputs[decoding.boxes_output][0],
                         outputs[decoding.scores_output][0],
@@ -218,29 +194,27 @@ class StreamSession:
         tracks: list[Any],
     ) -> dict[str, Any]:
         labels = self.model.manifest.labels if self.model.manifest else []
-        on = self.smoothing.on_threshold
-
-        def label(class_id: int) -> str:
-            return labels[class_id] if class_id < len(labels) else str(class_id)
-
+        shown = scores >= self.smoothing.on_threshold
         return {
             "type": "result",
             **self._echo(item.frame),
             "image": {"width": item.placement.image_width, "height": item.placement.image_height},
-            "detections": [
-                {"box": [round(float(c), 1) for c in box], "score": round(float(score), 4),
-                 "label": label(int(cid)), "class_id": int(cid)}
-                for box, score, cid in zip(boxes, scores, class_ids, strict=True)
-                if score >= on
-            ],
+            "detections": format_detections(labels, boxes[shown], scores[shown], class_ids[shown]),
             "tracks": [
-                {"track_id": t.track_id, "box": [round(float(c), 1) for c in t.box],
-                 "score": round(t.score, 4), "label": label(t.class_id), "class_id": t.class_id,
-                 "age": item.frame.index - t.first_frame + 1, "hits": int(sum(t.hits))}
-                for t in tracks if t.visible
+                {
+                    "track_id": t.track_id,
+                    "box": round_box(t.box),
+                    "score": round_score(t.score),
+                    "label": label_of(labels, t.class_id),
+                    "class_id": t.class_id,
+                    "age": item.frame.index - t.first_frame + 1,
+                    "hits": int(sum(t.hits)),
+                }
+                for t in tracks
+                if t.visible
             ],
             "dropped": self.stats.take_dropped_since_result(),
-        }  # fmt: skip
+        }
 
     async def _frame_failed(self, frame: Frame, exc: Exception) -> None:
         """One frame failed: tell the client and go on with the next one."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.tasks.detection import box_iou
+from service.dataplane.tasks.detection import box_iou
 
 
 class SmoothingConfig(BaseModel):
@@ -142,10 +142,14 @@ class Tracker:
 
     def _new_track(self, frame: int, box: np.ndarray, score: float, class_id: int) -> Track:
         track = Track(
-            track_id=self._next_id, box=box.astype(np.float64), score=float(score),
-            class_id=int(class_id), first_frame=frame, last_hit_frame=frame,
+            track_id=self._next_id,
+            box=box.astype(np.float64),
+            score=float(score),
+            class_id=int(class_id),
+            first_frame=frame,
+            last_hit_frame=frame,
             hits=deque([True], maxlen=self.config.window),
-        )  # fmt: skip
+        )
         self._next_id += 1
         return track
 

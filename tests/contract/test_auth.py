@@ -27,9 +27,12 @@ def _settings(repo: Path, tmp_path: Path, **extra: object) -> Settings:
     key_file = tmp_path / "keys.txt"
     key_file.write_text(f"# rotated keys\n{KEYS[1]}\n")
     return Settings(
-        models_dir=repo, api_keys=[KEYS[0]], api_keys_file=key_file,  # type: ignore[list-item]
-        cors_origins=["https://viewer.example"], **extra,  # type: ignore[arg-type]
-    )  # fmt: skip
+        models_dir=repo,
+        api_keys=[KEYS[0]],
+        api_keys_file=key_file,  # type: ignore[list-item]
+        cors_origins=["https://viewer.example"],
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -163,10 +166,21 @@ def _readme_access_table() -> dict[str, str]:
 
 def test_the_readme_lists_every_route_with_the_key_it_needs(tiny_repo: Path) -> None:
     app = create_app(Settings(models_dir=tiny_repo))
-    routes = [f"{method.upper()} {path}" for path, operations in app.openapi()["paths"].items()
-              for method in operations]  # fmt: skip
-    routes += ["WS /v1/stream", "GET /", "GET /demo", "GET /static/*", "GET /docs",
-               "GET /docs/oauth2-redirect", "GET /redoc", "GET /openapi.json"]  # fmt: skip
+    routes = [
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]
+    routes += [
+        "WS /v1/stream",
+        "GET /",
+        "GET /demo",
+        "GET /static/*",
+        "GET /docs",
+        "GET /docs/oauth2-redirect",
+        "GET /redoc",
+        "GET /openapi.json",
+    ]
     table = _readme_access_table()
     expected = {"none": "open", "inference": "inference", "admin": "admin"}
     for route in routes:

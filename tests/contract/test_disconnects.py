@@ -23,8 +23,10 @@ ROUTES = [
 def _abandon(port: int, route: str, content_type: str) -> None:
     """Send the head and a tenth of the declared body, then close the connection."""
     path = route.replace("{name}", "tiny-classifier")
-    head = (f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: 10000\r\n\r\n")  # fmt: skip
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: 10000\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(head.encode() + b"--b\r\n" + b"x" * 1000)
         time.sleep(0.2)

@@ -80,11 +80,22 @@ async def test_multipart_without_image_field_is_400(client: httpx.AsyncClient) -
     assert "'image'" in response.json()["error"]
 
 
+async def test_more_files_than_the_limit_is_the_projects_413(client: httpx.AsyncClient) -> None:
+    files = [("image", (f"{i}.png", RED, "image/png")) for i in range(33)]
+    response = await client.post("/v1/classify", files=files)
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "a request holds at most 32 images (POLYPSERVE_MAX_IMAGES_PER_REQUEST)",
+        "limit": 32,
+    }
+
+
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/v1/classify", content=b"\0" * (20 * 1024 * 1024 + 1),
+        "/v1/classify",
+        content=b"\0" * (20 * 1024 * 1024 + 1),
         headers={"content-type": "image/png"},
-    )  # fmt: skip
+    )
     assert response.status_code == 413
     assert "limit" in response.json()["error"]
 
@@ -103,13 +114,14 @@ async def test_an_unexpected_exception_is_a_500_logged_with_the_request_id(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in post-processing /secret/path")
 
-    monkeypatch.setattr("service.api.images.detect", broken)
+    monkeypatch.setattr("service.dataplane.images.detect_outputs", broken)
     formatter = JsonFormatter()
     async with app_client(Settings(models_dir=tiny_repo), raise_app_exceptions=False) as http:
         response = await http.post(
-            "/v1/detect", content=RED,
+            "/v1/detect",
+            content=RED,
             headers={"content-type": "image/png", "x-request-id": "req-500"},
-        )  # fmt: skip
+        )
         assert (await http.get("/v2/health/live")).status_code == 200
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error"}  # no path, no traceback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.tasks import autoregressive, seasonal
+from service.dataplane.tasks import autoregressive, seasonal
 from tests.conftest import app_client
 from tests.model_factory import build_hybrid_forecaster
 
@@ -57,9 +58,11 @@ async def test_forecast_timestamps_follow_start_and_freq(client: httpx.AsyncClie
 
 async def test_forecast_missing_values_policies(client: httpx.AsyncClient) -> None:
     gappy = [*SERIES[:15], None, *SERIES[16:]]
-    refused = await client.post("/v1/forecast", json={"horizon": 1, "series": [{"values": gappy}]})
+    refused = await client.post(
+        "/v1/forecast", json={"horizon": 1, "series": [{"values": SERIES}, {"values": gappy}]}
+    )
     assert refused.status_code == 422
-    assert "missing" in refused.json()["error"]
+    assert refused.json()["error"].startswith("series 1 has 1 missing value;")
     filled = await client.post(
         "/v1/forecast",
         json={"horizon": 1, "series": [{"values": gappy, "missing": "interpolate"}]},
@@ -196,3 +199,14 @@ async def test_a_hybrid_base_that_overflows_is_a_422(hybrid: httpx.AsyncClient) 
     """A history far off the window's scale overflows the AR(p) fit, not the window."""
     values = [1e307] + [1.0 + 0.01 * (i % 2) for i in range(20)]  # 1e307 / 0.005 > float64
     await _refused_then_served(hybrid, values, "autoregressive base forecast overflows float64")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_forecast_in_another_content_type_is_415(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    body = json.dumps({"horizon": 1, "series": [{"values": SERIES}]}).encode()
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.post("/v1/forecast", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["supported"] == ["application/json"]

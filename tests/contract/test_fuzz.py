@@ -41,9 +41,11 @@ def test_api_never_fails_and_never_lies(live_server: LiveServer) -> None:
 
             @given(case=operation.as_strategy())
             @settings(
-                max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
                 suppress_health_check=list(HealthCheck),
-            )  # fmt: skip
+            )
             def check(case: schemathesis.Case) -> None:
                 nonlocal sent
                 sent += 1
@@ -127,9 +129,11 @@ _BODY = (
     _JSON.map(_encode) | st.binary(max_size=64)
     | st.integers(1, 100_000).map(lambda depth: b"[" * depth)
 )  # fmt: skip
-_HEADER_LENGTH = st.none() | st.integers(0, 200).map(str) | st.sampled_from(
-    ["-1", "abc", "9" * 5000, "¹", "1 2",
-     "18446744073709551616"])  # fmt: skip
+_HEADER_LENGTH = (
+    st.none()
+    | st.integers(0, 200).map(str)
+    | st.sampled_from(["-1", "abc", "9" * 5000, "¹", "1 2", "18446744073709551616"])
+)
 
 
 @st.composite
@@ -141,10 +145,21 @@ def _binary_infer(draw: st.DrawFn) -> tuple[bytes, str | None]:
         tail = draw(st.binary(max_size=256))
         return header + tail, draw(_HEADER_LENGTH | st.just(str(len(header))))
     n = draw(st.integers(1, 2))
-    tail = draw(st.sampled_from([bytes(n * 12288), np.full(n * 3072, 1e30, np.float32).tobytes(),
-                                 np.full(n * 3072, np.nan, np.float32).tobytes()]))  # fmt: skip
-    images = {"name": "images", "shape": [n, 3, 32, 32], "datatype": "FP32",
-              "parameters": {"binary_data_size": len(tail)}}  # fmt: skip
+    tail = draw(
+        st.sampled_from(
+            [
+                bytes(n * 12288),
+                np.full(n * 3072, 1e30, np.float32).tobytes(),
+                np.full(n * 3072, np.nan, np.float32).tobytes(),
+            ]
+        )
+    )
+    images = {
+        "name": "images",
+        "shape": [n, 3, 32, 32],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": len(tail)},
+    }
     request = {
         "inputs": [images],
         "id": draw(_SCALARS),
@@ -162,8 +177,9 @@ def _strict_json(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def control_server(tiny_repo: Path) -> Iterator[LiveServer]:
-    server = LiveServer(tiny_repo, POLYPSERVE_MODEL_CONTROL="true",
-                        POLYPSERVE_ADMIN_KEYS=f'["{ADMIN_KEY}"]')  # fmt: skip
+    server = LiveServer(
+        tiny_repo, POLYPSERVE_MODEL_CONTROL="true", POLYPSERVE_ADMIN_KEYS=f'["{ADMIN_KEY}"]'
+    )
     try:
         server.wait_until_ready()
         yield server
@@ -174,26 +190,32 @@ def control_server(tiny_repo: Path) -> Iterator[LiveServer]:
 def _target(route: str) -> st.SearchStrategy[tuple[str, bytes, dict[str, Any]]]:
     json_type = {"content-type": "application/json"}
     if route == "infer":
-        return _binary_infer().map(lambda b: (
-            "/v2/models/tiny-classifier/infer", b[0],
-            {} if b[1] is None else {"Inference-Header-Content-Length": b[1].encode()},
-        ))  # fmt: skip
+        return _binary_infer().map(
+            lambda b: (
+                "/v2/models/tiny-classifier/infer",
+                b[0],
+                {} if b[1] is None else {"Inference-Header-Content-Length": b[1].encode()},
+            )
+        )
     if route == "forecast":
         return (_FORECAST.map(_encode) | _BODY).map(lambda b: ("/v1/forecast", b, json_type))
-    path = {"index": "/v2/repository/index",
-            "load": "/v2/repository/models/tiny-forecaster/load"}[route]  # fmt: skip
+    path = {"index": "/v2/repository/index", "load": "/v2/repository/models/tiny-forecaster/load"}[
+        route
+    ]
     return _BODY.map(lambda b: (path, b, json_type))
 
 
 @pytest.mark.parametrize("route", ["infer", "forecast", "index", "load"])
 def test_hand_read_bodies_never_fail(control_server: LiveServer, route: str) -> None:
     seen: Counter[int] = Counter()
-    with httpx.Client(base_url=control_server.url, timeout=30,
-                      headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:  # fmt: skip
+    with httpx.Client(
+        base_url=control_server.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as client:
 
         @given(request=_target(route))
-        @settings(max_examples=250, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def check(request: tuple[str, bytes, dict[str, Any]]) -> None:
             path, body, headers = request
             response = client.post(path, content=body, headers=headers)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api import images
 from service.config import Settings
-from service.tasks.segmentation import rle_decode
+from service.dataplane import images
+from service.dataplane.tasks.segmentation import rle_decode
 from tests.conftest import app_client
 from tests.images import encode, red_square_on_green, solid_rgb
 
@@ -60,16 +60,20 @@ async def test_detect_boxes_in_original_pixels_after_nms(client: httpx.AsyncClie
 
 async def test_detect_thresholds_are_parameters(client: httpx.AsyncClient) -> None:
     loose = await client.post(
-        "/v1/detect", content=RED, headers={"content-type": "image/png"},
+        "/v1/detect",
+        content=RED,
+        headers={"content-type": "image/png"},
         params={"iou_threshold": 0.9},
-    )  # fmt: skip
+    )
     assert len(loose.json()["results"][0]["detections"]) == 2
     green = await client.post("/v1/detect", content=GREEN, headers={"content-type": "image/png"})
     assert green.json()["results"][0]["detections"] == []
     capped = await client.post(
-        "/v1/detect", content=RED, headers={"content-type": "image/png"},
+        "/v1/detect",
+        content=RED,
+        headers={"content-type": "image/png"},
         params={"iou_threshold": 0.9, "max_detections": 1},
-    )  # fmt: skip
+    )
     assert len(capped.json()["results"][0]["detections"]) == 1
 
 
@@ -95,9 +99,10 @@ async def test_segment_returns_rle_mask_at_original_size(client: httpx.AsyncClie
 async def test_segment_png_with_accept_header(client: httpx.AsyncClient) -> None:
     pixels = red_square_on_green(128, 64, (32, 16, 96, 48))
     response = await client.post(
-        "/v1/segment", content=encode(pixels),
+        "/v1/segment",
+        content=encode(pixels),
         headers={"content-type": "image/png", "accept": "image/png"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     mask = np.asarray(Image.open(io.BytesIO(response.content)))

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.dataplane.forecast import prepare_series
 from service.errors import DeadlineExceededError, OverloadedError, PayloadTooLargeError
-from service.forecast import prepare_series
-from service.manifest import Manifest
-from service.pixel_budget import PixelBudget
+from service.repository.manifest import Manifest
+from service.scheduling.pixel_budget import PixelBudget
 from service.schemas import ForecastRequest
 from tests.conftest import LiveServer, rss_mb
 from tests.perf.memory import flat_png
@@ -26,9 +26,12 @@ from tests.perf.memory import flat_png
 
 @pytest.fixture(scope="module")
 def server(tiny_repo: Path) -> Iterator[LiveServer]:
-    live = LiveServer(tiny_repo, POLYPSERVE_MAX_REQUEST_PIXELS="10000000",
-                      POLYPSERVE_MAX_FORECAST_VALUES="1000",
-                      POLYPSERVE_MAX_HEADER_BYTES="16384")  # fmt: skip
+    live = LiveServer(
+        tiny_repo,
+        POLYPSERVE_MAX_REQUEST_PIXELS="10000000",
+        POLYPSERVE_MAX_FORECAST_VALUES="1000",
+        POLYPSERVE_MAX_HEADER_BYTES="16384",
+    )
     live.wait_until_ready()
     yield live
     live.stop()
@@ -81,8 +84,11 @@ def test_bodies_parsed_as_json_have_the_smaller_limit(server: LiveServer) -> Non
     infer = f"{server.url}/v2/models/tiny-classifier/infer"
     as_json = httpx.post(infer, content=numbers)
     assert as_json.status_code == 413 and as_json.json()["limit"] == 8 * 1024 * 1024
-    binary = httpx.post(infer, content=numbers,  # the same size as binary tensors: not refused
-                        headers={"Inference-Header-Content-Length": "2"})  # fmt: skip
+    binary = httpx.post(
+        infer,
+        content=numbers,  # the same size as binary tensors: not refused
+        headers={"Inference-Header-Content-Length": "2"},
+    )
     assert binary.status_code == 400
 
 
@@ -130,8 +136,9 @@ def test_the_process_budget_waits_then_refuses_with_retry_after() -> None:
 
 
 def test_preparing_forecasts_stops_at_the_deadline(tiny_repo: Path) -> None:
-    manifest = Manifest.model_validate_json((tiny_repo / "tiny-forecaster" / "1" /
-                                             "manifest.json").read_text())  # fmt: skip
+    manifest = Manifest.model_validate_json(
+        (tiny_repo / "tiny-forecaster" / "1" / "manifest.json").read_text()
+    )
     assert manifest.forecasting is not None
     request = ForecastRequest(horizon=1, series=[{"values": [1.0] * 16}] * 3)  # type: ignore[list-item]
     with pytest.raises(DeadlineExceededError):

@@ -32,8 +32,9 @@ def test_four_times_the_capacity_loses_nothing(tiny_repo: Path, tmp_path: Path) 
         pytest.skip("Debian's wrk is not installed")
     y, x = np.mgrid[0:1080, 0:1920]
     frame = tmp_path / "frame.jpg"
-    frame.write_bytes(encode(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8),
-                             "JPEG", quality=90))  # fmt: skip
+    frame.write_bytes(
+        encode(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8), "JPEG", quality=90)
+    )
     # The capacity comes from a server without a budget: wrk's closed loop storms against one.
     unbudgeted = LiveServer(tiny_repo)
     try:
@@ -49,8 +50,11 @@ def test_four_times_the_capacity_loses_nothing(tiny_repo: Path, tmp_path: Path) 
     try:
         server.wait_until_ready()
         result = overload(server.url + "/v1/detect", frame, SECONDS, server.process.pid, saturated)
-        after = httpx.post(server.url + "/v1/detect", content=frame.read_bytes(),
-                           headers={"content-type": "image/jpeg"})  # fmt: skip
+        after = httpx.post(
+            server.url + "/v1/detect",
+            content=frame.read_bytes(),
+            headers={"content-type": "image/jpeg"},
+        )
     finally:
         server.stop()
     print("\noverload:", json.dumps(result))

@@ -48,9 +48,12 @@ def test_every_curl_example_answers(shipped_server: object, tmp_path: Path) -> N
             "../shared/data", str(DATA_ROOT)
         )
         result = subprocess.run(
-            ["bash", "-c", CURL_WRAPPER + script], cwd=tmp_path,
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            ["bash", "-c", CURL_WRAPPER + script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, f"{script}\n---\n{result.stdout[-2000:]}{result.stderr}"
         statuses = re.findall(r"^CURL (\d+)$", result.stdout, re.M)
         assert statuses and all(s.startswith("2") for s in statuses), result.stdout[-2000:]
@@ -77,8 +80,12 @@ def test_the_readme_detection_sample_is_what_the_shipped_detector_returns(
     query = re.search(r"(/v1/detect\?[^']+)'", text)
     assert query
     url = shipped_server.url  # type: ignore[attr-defined]
-    got = httpx.post(url + query.group(1), content=path.read_bytes(),
-                     headers={"content-type": "image/jpeg"}, timeout=60).json()  # fmt: skip
+    got = httpx.post(
+        url + query.group(1),
+        content=path.read_bytes(),
+        headers={"content-type": "image/jpeg"},
+        timeout=60,
+    ).json()
     assert got["model"] == documented["model"]
     (result,) = got["results"]
     (expected,) = documented["results"]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from service.config import Settings
-from service.tasks.segmentation import rle_decode
+from service.dataplane.tasks.segmentation import rle_decode
 from tests.conftest import DATA_ROOT, REPO_ROOT, LiveServer, app_client
 
 pytestmark = pytest.mark.anyio
@@ -70,9 +70,56 @@ async def shipped(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCl
 
 
 # The airline passengers series (1949-1952), as published.
-AIRLINE = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135, 125,
-           149, 170, 170, 158, 133, 114, 140, 145, 150, 178, 163, 172, 178, 199, 199, 184, 162,
-           146, 166, 171, 180, 193, 181, 183, 218, 230, 242, 209, 191, 172, 194]  # fmt: skip
+AIRLINE = [
+    112,
+    118,
+    132,
+    129,
+    121,
+    135,
+    148,
+    148,
+    136,
+    119,
+    104,
+    118,
+    115,
+    126,
+    141,
+    135,
+    125,
+    149,
+    170,
+    170,
+    158,
+    133,
+    114,
+    140,
+    145,
+    150,
+    178,
+    163,
+    172,
+    178,
+    199,
+    199,
+    184,
+    162,
+    146,
+    166,
+    171,
+    180,
+    193,
+    181,
+    183,
+    218,
+    230,
+    242,
+    209,
+    191,
+    172,
+    194,
+]
 
 
 def _image(image_id: str) -> bytes:
@@ -149,9 +196,10 @@ async def test_segmenter_masks_match_the_ground_truth(shipped: httpx.AsyncClient
         assert predicted.shape == truth.shape
         dices.append(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))
     png = await shipped.post(
-        "/v1/segment", content=_image(TEST_IDS[0]),
+        "/v1/segment",
+        content=_image(TEST_IDS[0]),
         headers={"content-type": "image/jpeg", "accept": "image/png"},
-    )  # fmt: skip
+    )
     assert Image.open(io.BytesIO(png.content)).size[::-1] == _mask(TEST_IDS[0]).shape
     assert float(np.mean(dices)) > 0.6, dices
 

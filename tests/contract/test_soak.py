@@ -21,8 +21,15 @@ def test_one_minute_of_mixed_traffic(tiny_repo: Path) -> None:
     print("\nsoak:", json.dumps(result))
     assert result["errors"] == {}
     assert result["requests"]["WS /v1/stream"] > 100
-    assert all(result["requests"].get(route, 0) > 10 for route in (
-        "POST /v1/detect", "POST /v1/classify", "POST /v1/segment", "POST /v1/forecast",
-        "POST /v2/models/tiny-detector/infer", "GET /v1/models",
-    ))  # fmt: skip
+    assert all(
+        result["requests"].get(route, 0) > 10
+        for route in (
+            "POST /v1/detect",
+            "POST /v1/classify",
+            "POST /v1/segment",
+            "POST /v1/forecast",
+            "POST /v2/models/tiny-detector/infer",
+            "GET /v1/models",
+        )
+    )
     assert result["rss_growth_mb"] < 100

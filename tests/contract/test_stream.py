@@ -70,7 +70,7 @@ def test_a_frame_comes_back_with_its_id_timestamp_boxes_and_timings(connect: Con
     assert detection["box"] == pytest.approx([25.0, 0.0, 125.0, 75.0], abs=0.1)
     (track,) = result["tracks"]
     assert track["track_id"] == 1 and track["age"] == 1
-    assert {"queue", "decode", "preprocess", "inference", "post", "total"} <= set(
+    assert {"queue", "decode", "preprocess", "inference", "postprocess", "total"} <= set(
         result["timing_ms"]
     )
     assert result["dropped"] == 0
@@ -141,8 +141,9 @@ def test_hostile_json_gets_an_error_and_the_session_goes_on(connect: Connect) ->
 
 def test_idle_sessions_are_closed_and_free_their_places(tiny_repo: Path) -> None:
     # Real sockets: the websockets client answers the server's pings, which are not activity.
-    server = LiveServer(tiny_repo, POLYPSERVE_MAX_STREAM_SESSIONS="2",
-                        POLYPSERVE_STREAM_IDLE_TIMEOUT_S="1.5")  # fmt: skip
+    server = LiveServer(
+        tiny_repo, POLYPSERVE_MAX_STREAM_SESSIONS="2", POLYPSERVE_STREAM_IDLE_TIMEOUT_S="1.5"
+    )
     try:
         server.wait_until_ready()
         with socket_stream(server.url, "") as first, socket_stream(server.url, "") as second:
@@ -185,9 +186,13 @@ def test_report_on_close_request_lists_tracks_and_latency(connect: Connect) -> N
 
 @pytest.mark.parametrize(
     ("query", "needle"),
-    [("model=nope", "unknown model"), ("model=tiny-classifier", "not detection"),
-     ("min_hits=9&window=3", "min_hits"), ("surprise=1", "surprise")],
-)  # fmt: skip
+    [
+        ("model=nope", "unknown model"),
+        ("model=tiny-classifier", "not detection"),
+        ("min_hits=9&window=3", "min_hits"),
+        ("surprise=1", "surprise"),
+    ],
+)
 def test_invalid_parameters_close_with_1008(connect: Connect, query: str, needle: str) -> None:
     with connect(query) as stream:
         error = stream.receive()
@@ -237,9 +242,12 @@ def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
         stream.send(build_frame_message(RED, "first"))
         failed = stream.receive()
         assert failed == {
-            "type": "error", "frame_index": 0, "frame_id": "first", "timestamp": None,
+            "type": "error",
+            "frame_index": 0,
+            "frame_id": "first",
+            "timestamp": None,
             "error": "internal error",
-        }  # fmt: skip
+        }
         stream.send(build_frame_message(RED, "second"))
         assert stream.receive()["frame_id"] == "second"
 
@@ -250,3 +258,21 @@ def test_the_live_server_does_not_deflate_frames(live_server: LiveServer) -> Non
     with websocket_connect(url) as ws:  # the client offers permessage-deflate
         assert ws.protocol.extensions == []
         assert json.loads(ws.recv())["type"] == "ready"
+
+
+def test_a_frame_gets_the_same_detections_over_rest_and_the_stream(tiny_repo: Path) -> None:
+    # An odd size puts the boxes at fractions of a pixel, and a dull red gives a fractional
+    # score: both protocols must report them with the same rounding and labels.
+    frame = encode(solid_rgb(203, 117, (190, 60, 40)))
+    app = create_app(Settings(models_dir=tiny_repo, intra_op_threads=1))
+    with TestClient(app) as client:
+        rest = client.post(
+            "/v1/detect?score_threshold=0.4", content=frame, headers={"content-type": "image/png"}
+        )
+        with in_process_stream(client, "min_hits=1") as stream:
+            stream.receive()
+            stream.send(build_frame_message(frame, "odd"))
+            streamed = stream.receive()
+    (expected,) = rest.json()["results"]
+    assert expected["detections"] and streamed["detections"] == expected["detections"]
+    assert any(c != round(c, 1) for d in expected["detections"] for c in d["box"])

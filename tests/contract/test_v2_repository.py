@@ -105,8 +105,12 @@ def test_unload_and_load_again(server: LiveServer) -> None:
     with pytest.raises(InferenceServerException, match="no ready version"):
         _infer(client)
     index = client.get_model_repository_index()
-    assert {"name": "tiny-classifier", "version": "1", "state": "UNAVAILABLE",
-            "reason": "unloaded by request"} in index  # fmt: skip
+    assert {
+        "name": "tiny-classifier",
+        "version": "1",
+        "state": "UNAVAILABLE",
+        "reason": "unloaded by request",
+    } in index
     assert client.is_model_ready("tiny-forecaster")
     client.load_model("tiny-classifier", headers=ADMIN)
     assert client.is_model_ready("tiny-classifier") and _infer(client) == "1"

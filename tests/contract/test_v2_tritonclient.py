@@ -49,8 +49,11 @@ def test_model_metadata_and_config(client: triton.InferenceServerClient) -> None
     config = client.get_model_config("tiny-classifier")
     assert config["max_batch_size"] == 8
     assert config["input"][0] == {
-        "name": "images", "data_type": "TYPE_FP32", "dims": [3, 32, 32], "format": "FORMAT_NCHW",
-    }  # fmt: skip
+        "name": "images",
+        "data_type": "TYPE_FP32",
+        "dims": [3, 32, 32],
+        "format": "FORMAT_NCHW",
+    }
     assert "max_queue_delay_microseconds" in config["dynamic_batching"]
     assert config["parameters"]["latency_budget_ms"] == {"string_value": "0"}
 
@@ -138,9 +141,11 @@ def test_compressed_requests_and_responses(
     images = triton.InferInput("images", list(CLASSIFIER_INPUT.shape), "FP32")
     images.set_data_from_numpy(CLASSIFIER_INPUT)
     result = client.infer(
-        "tiny-classifier", [images],
-        request_compression_algorithm=request_codec, response_compression_algorithm=response_codec,
-    )  # fmt: skip
+        "tiny-classifier",
+        [images],
+        request_compression_algorithm=request_codec,
+        response_compression_algorithm=response_codec,
+    )
     assert result.as_numpy("logits").shape == (2, 2)
 
 
@@ -161,9 +166,10 @@ def test_statistics_count_inferences(client: triton.InferenceServerClient) -> No
 def test_raw_binary_request_and_plain_http_errors(live_server: LiveServer) -> None:
     raw = np.ones((2, 8, 1), np.float32).tobytes()
     response = httpx.post(
-        f"{live_server.url}/v2/models/tiny-forecaster/infer", content=raw,
+        f"{live_server.url}/v2/models/tiny-forecaster/infer",
+        content=raw,
         headers={"Inference-Header-Content-Length": "0"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     header_length = int(response.headers["inference-header-content-length"])
     header = json.loads(response.content[:header_length])
@@ -172,15 +178,19 @@ def test_raw_binary_request_and_plain_http_errors(live_server: LiveServer) -> No
     assert not_json.status_code == 400 and "invalid inference request" in not_json.json()["error"]
     bomb = gzip.compress(b"\0" * (25 * 1024 * 1024))
     refused = httpx.post(
-        f"{live_server.url}/v2/models/tiny-forecaster/infer", content=bomb,
+        f"{live_server.url}/v2/models/tiny-forecaster/infer",
+        content=bomb,
         headers={"Content-Encoding": "gzip"},
-    )  # fmt: skip
+    )
     assert refused.status_code == 413
 
 
 def test_json_numbers_past_the_datatypes_range_are_refused(live_server: LiveServer) -> None:
-    request = {"inputs": [{"name": "series", "shape": [1, 8, 1], "datatype": "FP32",
-                           "data": [1e39] + [1.0] * 7}]}  # fmt: skip
+    request = {
+        "inputs": [
+            {"name": "series", "shape": [1, 8, 1], "datatype": "FP32", "data": [1e39] + [1.0] * 7}
+        ]
+    }
     response = httpx.post(f"{live_server.url}/v2/models/tiny-forecaster/infer", json=request)
     assert response.status_code == 400
     assert "does not fit FP32" in response.json()["error"]
@@ -231,8 +241,10 @@ def test_every_shipped_model_infers_like_onnxruntime(binary: bool) -> None:
                 tensor = triton.InferInput(input_name, list(array.shape), "FP32")
                 tensor.set_data_from_numpy(array, binary_data=binary)
                 tensors.append(tensor)
-            wanted = [triton.InferRequestedOutput(o["name"], binary_data=binary)
-                      for o in metadata["outputs"]]  # fmt: skip
+            wanted = [
+                triton.InferRequestedOutput(o["name"], binary_data=binary)
+                for o in metadata["outputs"]
+            ]
             result = client.infer(name, tensors, outputs=wanted)
             # without a version, the highest one answers
             served = max(int(p.name) for p in (models / name).iterdir() if p.name.isdigit())
@@ -262,10 +274,12 @@ async def test_aio_client_covers_config_stats_extensions_and_errors(
         images = triton.InferInput("images", list(CLASSIFIER_INPUT.shape), "FP32")
         images.set_data_from_numpy(CLASSIFIER_INPUT, binary_data=False)
         top = await client.infer(
-            "tiny-classifier", [images],
+            "tiny-classifier",
+            [images],
             outputs=[triton.InferRequestedOutput("logits", binary_data=False, class_count=1)],
-            request_compression_algorithm="gzip", response_compression_algorithm="gzip",
-        )  # fmt: skip
+            request_compression_algorithm="gzip",
+            response_compression_algorithm="gzip",
+        )
         best = top.as_numpy("logits")[1, 0]  # JSON strings come back as str, binary as bytes
         assert (best.decode() if isinstance(best, bytes) else best).endswith(":1:red")
         stats = await client.get_inference_statistics("tiny-classifier")

@@ -50,8 +50,9 @@ def test_dockerfile_runs_as_non_root_with_healthcheck_and_exec_entrypoint() -> N
 
 
 def test_compose_file_matches_the_compose_specification() -> None:
-    result = _run(_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                  "docker/compose.yaml")  # fmt: skip
+    result = _run(
+        _tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker/compose.yaml"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,7 +69,7 @@ def test_kubernetes_manifests_validate() -> None:
         "/v2/health/ready",
         "/v2/health/live",
     ):
-        assert needle in deployment  # fmt: skip
+        assert needle in deployment
 
 
 def test_nginx_config_is_valid(tmp_path: Path) -> None:
@@ -105,8 +106,12 @@ def test_dashboard_and_prometheus_use_metrics_the_service_exports() -> None:
 
 def test_shipped_deployments_keep_model_control_closed() -> None:
     """Every shipped deployment binds 0.0.0.0; none may open load/unload (off by default)."""
-    files = [REPO_ROOT / "Dockerfile", DOCKER / "compose.yaml", DOCKER / "polypserve.env",
-             *sorted((DOCKER / "k8s").glob("*.yaml"))]  # fmt: skip
+    files = [
+        REPO_ROOT / "Dockerfile",
+        DOCKER / "compose.yaml",
+        DOCKER / "polypserve.env",
+        *sorted((DOCKER / "k8s").glob("*.yaml")),
+    ]
     for path in files:
         text = path.read_text().lower()
         assert "model_control" not in text and "admin_key" not in text, path

@@ -51,8 +51,9 @@ def _run(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 def _build(target: str) -> str:
     podman = _podman()
     tag = f"polypserve:{target}"
-    result = subprocess.run([str(BUILD), target, tag], capture_output=True, text=True,
-                            timeout=900, cwd=REPO_ROOT)  # fmt: skip
+    result = subprocess.run(
+        [str(BUILD), target, tag], capture_output=True, text=True, timeout=900, cwd=REPO_ROOT
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     assert _run(*podman, "image", "exists", tag).returncode == 0
     return tag
@@ -115,11 +116,23 @@ def test_contract_tests_on_the_shipped_models_pass_against_the_container(
     cpu_container: Container,
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/contract/test_shipped.py", "-k", "remote",
-         "-q", "-p", "no:cacheprovider"],
-        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/contract/test_shipped.py",
+            "-k",
+            "remote",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
         env={**os.environ, "POLYPSERVE_TEST_URL": cpu_container.url},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert re.search(r"\b[1-9]\d* passed", result.stdout), result.stdout[-2000:]
 
@@ -157,8 +170,24 @@ print(json.dumps({
     "files": found,
 }))
 """
-DATA_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".mp4", ".avi", ".csv",
-                 ".parquet", ".npy", ".npz", ".pt", ".pth", ".ckpt", ".pkl")  # fmt: skip
+DATA_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".mp4",
+    ".avi",
+    ".csv",
+    ".parquet",
+    ".npy",
+    ".npz",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl",
+)
 
 
 def test_no_torch_training_code_or_data_set_is_in_the_image(cpu_container: Container) -> None:
@@ -175,8 +204,12 @@ def test_no_torch_training_code_or_data_set_is_in_the_image(cpu_container: Conta
     ours = [f for f in files if not f.startswith(("/usr/", "/opt/venv/lib/", "/etc/", "/var/"))]
     assert not [f for f in ours if f.lower().endswith(DATA_SUFFIXES)]
     models = {os.path.basename(f) for f in ours if f.startswith("/models/")}
-    assert "model.onnx" in models and models <= {"README.md", "manifest.json", "model.onnx",
-                                                 "config.json"}, models  # fmt: skip
+    assert "model.onnx" in models and models <= {
+        "README.md",
+        "manifest.json",
+        "model.onnx",
+        "config.json",
+    }, models
 
 
 def test_the_cpu_image_is_small(cpu_image: str) -> None:
@@ -197,8 +230,10 @@ def test_podman_stop_during_steady_load_loses_no_request(cpu_image: str) -> None
             time.sleep(0.05)
         stop = subprocess.Popen(
             [*container.podman, "stop", "--time", "30", container.id],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         signalled = time.monotonic()
         # SIGTERM turns readiness 503 at once while requests are still served.
         while httpx.get(f"{container.url}/v2/health/ready", timeout=5).status_code != 503:

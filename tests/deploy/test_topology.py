@@ -46,8 +46,9 @@ class Nginx:
         )
         self.process = subprocess.Popen(
             [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -166,16 +167,22 @@ def test_a_killed_replica_loses_no_request_and_rejoins(
 def test_what_nginx_refuses_is_answered_in_json(tmp_path: Path) -> None:
     nginx = Nginx(tmp_path, [free_port()], wait=False)  # its only replica is not running
     try:
-        down = httpx.post(f"{nginx.url}/v1/detect", content=FRAME,
-                          headers={"content-type": "image/png"})  # fmt: skip
+        down = httpx.post(
+            f"{nginx.url}/v1/detect", content=FRAME, headers={"content-type": "image/png"}
+        )
         assert down.status_code == 503 and down.headers["retry-after"] == "1"
         assert "replica" in down.json()["error"]
-        big = httpx.post(f"{nginx.url}/v1/detect", content=b"x" * (22 * 1024 * 1024),
-                         headers={"content-type": "image/png"})  # fmt: skip
+        big = httpx.post(
+            f"{nginx.url}/v1/detect",
+            content=b"x" * (22 * 1024 * 1024),
+            headers={"content-type": "image/png"},
+        )
         assert big.status_code == 413 and big.json()["limit"] == 22020096
         with socket.create_connection(("127.0.0.1", nginx.port)) as sock:
-            sock.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")  # fmt: skip
+            sock.sendall(
+                b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
+            )
             answer = sock.recv(65536)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"]

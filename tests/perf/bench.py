@@ -29,11 +29,12 @@ import numpy as np
 from PIL import Image
 
 from service.config import Settings
-from service.imaging import open_image
-from service.loading import load_version
-from service.memory import keep_freed_memory
-from service.predict import StageTimer, classify, detect, prepare_batch, segment
-from service.registry import discover
+from service.dataplane.imaging import open_image
+from service.dataplane.predict import classify, detect, prepare_batch, segment
+from service.dataplane.timing import StageTimer
+from service.repository.model_version import load_version
+from service.repository.registry import discover
+from service.server.memory import keep_freed_memory
 from tests.perf import servers
 from tests.perf.load import LoadResult, run_wrk, wrk_available
 from tests.perf.overload import overload, saturate
@@ -42,11 +43,15 @@ from tests.perf.overload import overload, saturate
 MODELS = ["polyp-detector", "polyp-classifier", "polyp-segmenter"]
 FRAMES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 CONCURRENCY = [1, 8, 32]
-# The latency budget of the second overload run: two frames at 30 fps (see service.admission).
+# The latency budget of the second overload run: two frames at 30 fps
+# (see service.scheduling.admission).
 OVERLOAD_BUDGET_MS = 60
 SAMPLE = Path("../shared/data/kvasir-seg/images/cju0qkwl35piu0993l0dewei2.jpg")
-ROUTES = {"detection": "/v1/detect", "classification": "/v1/classify",
-          "segmentation": "/v1/segment"}  # fmt: skip
+ROUTES = {
+    "detection": "/v1/detect",
+    "classification": "/v1/classify",
+    "segmentation": "/v1/segment",
+}
 # ---------------------------------------------------------------------------------------------
 
 
@@ -98,9 +103,13 @@ PAUSE_BETWEEN_RUNS_S = 1.0
 
 
 def load_runs(
-    url: str, body: Path, concurrency: int, seconds: float, runs: int,
+    url: str,
+    body: Path,
+    concurrency: int,
+    seconds: float,
+    runs: int,
     before_each: Callable[[], object] = lambda: None,
-) -> list[LoadResult]:  # fmt: skip
+) -> list[LoadResult]:
     results = []
     for _ in range(runs):
         time.sleep(PAUSE_BETWEEN_RUNS_S)
@@ -122,9 +131,14 @@ def median_of(results: list[LoadResult]) -> LoadResult:
 
 
 def compare(
-    models_dir: Path, name: str, task: str, body: Path, concurrency: list[int], seconds: float,
+    models_dir: Path,
+    name: str,
+    task: str,
+    body: Path,
+    concurrency: list[int],
+    seconds: float,
     runs: int,
-) -> tuple[dict[str, dict[int, LoadResult]], float, float | None]:  # fmt: skip
+) -> tuple[dict[str, dict[int, LoadResult]], float, float | None]:
     """The naive service and polypserve at each concurrency, and the ceiling; returns their
     median loads by kind and concurrency, the ceiling's median rate, and the margin at
     concurrency 1 (p50 minus the ceiling's per-item time).
@@ -184,9 +198,11 @@ def threading_study(model_dir: Path, seconds: float, runs: int) -> None:
     body.write_bytes(make_frame(FRAMES["1920x1080"]))
     for workers, intra, decoders in THREADING:
         server = servers.polypserve(
-            model_dir, workers=str(workers), intra_op_threads=str(intra),
+            model_dir,
+            workers=str(workers),
+            intra_op_threads=str(intra),
             decode_threads=str(decoders),
-        )  # fmt: skip
+        )
         try:
             result = median_of(load_runs(server.url + "/v1/detect", body, 8, seconds, runs))
         finally:
@@ -231,9 +247,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--only-overload", action="store_true", help="only the overload runs")
     parser.add_argument(
-        "--threading", action="store_true",
+        "--threading",
+        action="store_true",
         help="instead: ORT intra-op threads against uvicorn workers, detector, 1080p, c=8",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if not wrk_available():
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -258,15 +275,18 @@ def main() -> None:
                 ours, theirs = measured["polypserve"][c], measured["naive"][c]
                 c1_margin = margin if c == 1 else None
                 row = {
-                    "model": name, "frame": frame_name, "concurrency": c,
+                    "model": name,
+                    "frame": frame_name,
+                    "concurrency": c,
                     "ceiling_per_s": round(ceiling_rate, 1),
                     "ceiling_item_ms": round(1000 / ceiling_rate, 2),
-                    "naive": asdict(theirs), "polypserve": asdict(ours),
+                    "naive": asdict(theirs),
+                    "polypserve": asdict(ours),
                     "p50_minus_ceiling_item_ms": None if c1_margin is None else round(c1_margin, 2),
                     "c_over_a": round(ours.throughput / ceiling_rate, 2),
                     "c_over_b": round(ours.throughput / max(theirs.throughput, 1e-9), 2),
                     "p99_c_over_b": round(ours.p99_ms / theirs.p99_ms, 2),
-                }  # fmt: skip
+                }
                 rows.append(row)
                 print(
                     f"{name:17} {frame_name:9} c={c:<3} ceiling {ceiling_rate:6.1f}/s "

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from service.config import Settings
-from service.registry import Registry
-from service.runtime import cuda_unavailable_reason
-from service.signature import warmup_feeds
+from service.repository.registry import Registry
+from service.repository.runtime import cuda_unavailable_reason
+from service.repository.signature import warmup_feeds
 
 
 def main() -> int:

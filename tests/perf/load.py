@@ -57,9 +57,17 @@ end
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script)
     command = [
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
-        "--timeout", "30s", "-s", lua.name, url,
-    ]  # fmt: skip
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "30s",
+        "-s",
+        lua.name,
+        url,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(lua.name).unlink()
     return parse_wrk(output)
@@ -85,6 +93,10 @@ def parse_wrk(output: str) -> LoadResult:
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + socket_errors
     return LoadResult(
         throughput=(requests - errors) / seconds if seconds else 0.0,
-        p50_ms=latency("50"), p99_ms=latency("99"), errors=errors, requests=requests,
-        statuses=statuses, socket_errors=socket_errors,
-    )  # fmt: skip
+        p50_ms=latency("50"),
+        p99_ms=latency("99"),
+        errors=errors,
+        requests=requests,
+        statuses=statuses,
+        socket_errors=socket_errors,
+    )

@@ -61,8 +61,9 @@ def mixes() -> dict[str, Send]:
         return c.post("/v1/segment", files=[("image", (f"{i}.png", five)) for i in range(8)])
 
     def forecast(body: bytes) -> Send:
-        return lambda c: c.post("/v1/forecast", content=body,
-                                headers={"content-type": "application/json"})  # fmt: skip
+        return lambda c: c.post(
+            "/v1/forecast", content=body, headers={"content-type": "application/json"}
+        )
 
     # just under the JSON body limit: 4 M numbers, parsed before the shape is checked
     numbers = (
@@ -74,8 +75,14 @@ def mixes() -> dict[str, Send]:
     def v2_json_numbers(c: httpx.Client) -> httpx.Response:
         return c.post("/v2/models/polyp-classifier/infer", content=numbers)
 
-    sends = [detect_big, segment_eight_big, segment_eight, forecast(wide), forecast(at_limit),
-             v2_json_numbers]  # fmt: skip
+    sends = [
+        detect_big,
+        segment_eight_big,
+        segment_eight,
+        forecast(wide),
+        forecast(at_limit),
+        v2_json_numbers,
+    ]
     return {
         "detect 6300x6300 PNG": detect_big,
         "segment 8 x 6300x6300 PNG": segment_eight_big,
@@ -120,10 +127,16 @@ def run_mix(
     stop.set()
     sampler.join()
     settled = rss_mb(pid) - baseline
-    return {"baseline_mb": round(baseline), "peak_mb": round(peak - baseline),
-            "settled_mb": round(settled), "slowest_s": round(slowest, 2), "statuses": statuses,
-            "ok": peak - baseline < PEAK_LIMIT_MB and abs(settled) < SETTLE_LIMIT_MB
-            and slowest < DEADLINE_S + 1}  # fmt: skip
+    return {
+        "baseline_mb": round(baseline),
+        "peak_mb": round(peak - baseline),
+        "settled_mb": round(settled),
+        "slowest_s": round(slowest, 2),
+        "statuses": statuses,
+        "ok": peak - baseline < PEAK_LIMIT_MB
+        and abs(settled) < SETTLE_LIMIT_MB
+        and slowest < DEADLINE_S + 1,
+    }
 
 
 def main() -> None:
@@ -142,13 +155,17 @@ def main() -> None:
                 continue
             r = run_mix(server, send, args.requests, baseline)
             failed |= not r["ok"]
-            print(f"{name:28} {r['baseline_mb']:>7}MB {r['peak_mb']:>+5}MB {r['settled_mb']:>+6}MB "
-                  f"{r['slowest_s']:>7}s  {r['statuses']}  {'ok' if r['ok'] else 'OVER TARGET'}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{name:28} {r['baseline_mb']:>7}MB {r['peak_mb']:>+5}MB {r['settled_mb']:>+6}MB "
+                f"{r['slowest_s']:>7}s  {r['statuses']}  {'ok' if r['ok'] else 'OVER TARGET'}",
+                flush=True,
+            )
     finally:
         server.stop()
-    print(f"targets (4 clients): peak < +{PEAK_LIMIT_MB} MB, settled within {SETTLE_LIMIT_MB} MB, "
-          f"slowest < {DEADLINE_S + 1:g} s: {'met' if not failed else 'NOT met'}")  # fmt: skip
+    print(
+        f"targets (4 clients): peak < +{PEAK_LIMIT_MB} MB, settled within {SETTLE_LIMIT_MB} MB, "
+        f"slowest < {DEADLINE_S + 1:g} s: {'met' if not failed else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,10 +62,12 @@ async def predict(request: Request) -> dict[str, Any]:
             if all(iou(box, other) <= 0.45 for _, other in kept):
                 kept.append((score, box))
         scale = [width / size_w, height / size_h, width / size_w, height / size_h]
-        return {"detections": [
-            {"box": [c * s for c, s in zip(box, scale, strict=True)], "score": score}
-            for score, box in kept
-        ]}  # fmt: skip
+        return {
+            "detections": [
+                {"box": [c * s for c, s in zip(box, scale, strict=True)], "score": score}
+                for score, box in kept
+            ]
+        }
     mask = (outputs[0][0, 0] > 0).astype(np.uint8)
     mask = np.array(Image.fromarray(mask * 255).resize((width, height))) > 127
     return {"mask": mask.astype(int).tolist()}

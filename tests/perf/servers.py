@@ -22,8 +22,11 @@ class Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command],
-            env={**os.environ, **env}, cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -46,25 +49,35 @@ def polypserve(model_dir: Path, **settings: str) -> Server:
     repo = Path(tempfile.mkdtemp(prefix="bench-models-"))
     (repo / model_dir.name).symlink_to(model_dir.resolve())
     env = {
-        "POLYPSERVE_MODELS_DIR": str(repo), "POLYPSERVE_LOG_LEVEL": "warning",
+        "POLYPSERVE_MODELS_DIR": str(repo),
+        "POLYPSERVE_LOG_LEVEL": "warning",
         "POLYPSERVE_SHUTDOWN_GRACE_S": "0",
         **{f"POLYPSERVE_{k.upper()}": v for k, v in settings.items()},
-    }  # fmt: skip
+    }
     command = [sys.executable, "-m", "service", "serve", "--port", "{port}"]
     return Server(command, env, "/v2/health/ready")
 
 
 def naive(version_dir: Path) -> Server:
     command = [
-        sys.executable, "-m", "uvicorn", "tests.perf.naive_service:app", "--port", "{port}",
-        "--log-level", "warning",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.perf.naive_service:app",
+        "--port",
+        "{port}",
+        "--log-level",
+        "warning",
+    ]
     return Server(command, {"NAIVE_MODEL_DIR": str(version_dir)}, "/docs")
 
 
 def polypserve_repository(models_dir: Path, **settings: str) -> Server:
     """polypserve with its default settings on a whole model repository."""
-    env = {"POLYPSERVE_MODELS_DIR": str(models_dir), "POLYPSERVE_LOG_LEVEL": "warning",
-           **{f"POLYPSERVE_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
+    env = {
+        "POLYPSERVE_MODELS_DIR": str(models_dir),
+        "POLYPSERVE_LOG_LEVEL": "warning",
+        **{f"POLYPSERVE_{k.upper()}": v for k, v in settings.items()},
+    }
     command = [sys.executable, "-m", "service", "serve", "--port", "{port}"]
     return Server(command, env, "/v2/health/ready")

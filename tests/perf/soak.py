@@ -30,25 +30,53 @@ def _requests(models: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict[st
     """(method, path, httpx arguments) for every route the repository can serve."""
     image = {"content": IMAGE, "headers": {"content-type": "image/jpeg"}}
     calls: list[tuple[str, str, dict[str, Any]]] = [
-        ("GET", "/v2/health/ready", {}), ("GET", "/v1/models", {}), ("GET", "/metrics", {}),
-        ("POST", "/v1/detect", {"content": b"not an image",
-                                "headers": {"content-type": "image/jpeg"}}),  # a 400, on purpose
-    ]  # fmt: skip
-    routes = {"classification": "/v1/classify", "detection": "/v1/detect",
-              "segmentation": "/v1/segment"}  # fmt: skip
+        ("GET", "/v2/health/ready", {}),
+        ("GET", "/v1/models", {}),
+        ("GET", "/metrics", {}),
+        (
+            "POST",
+            "/v1/detect",
+            {"content": b"not an image", "headers": {"content-type": "image/jpeg"}},
+        ),  # a 400, on purpose
+    ]
+    routes = {
+        "classification": "/v1/classify",
+        "detection": "/v1/detect",
+        "segmentation": "/v1/segment",
+    }
     for name, info in models.items():
         if info["task"] in routes:
             calls.append(("POST", f"{routes[info['task']]}?model={name}", image))
         elif info["task"] == "forecasting":
             length = info["limits"]["min_length"]
             series = {"values": np.sin(np.arange(length + 10) / 3).round(4).tolist()}
-            calls.append(("POST", "/v1/forecast",
-                          {"json": {"model": name, "horizon": 1, "series": [series]}}))  # fmt: skip
+            calls.append(
+                (
+                    "POST",
+                    "/v1/forecast",
+                    {"json": {"model": name, "horizon": 1, "series": [series]}},
+                )
+            )
         spec = info["versions"][-1]["manifest"]["inputs"][0]
         shape = [1 if d is None else d for d in spec["shape"]]
-        calls.append(("POST", f"/v2/models/{name}/infer", {"json": {"inputs": [{
-            "name": spec["name"], "datatype": "FP32", "shape": shape,
-            "data": [0.0] * int(np.prod(shape))}]}}))  # fmt: skip
+        calls.append(
+            (
+                "POST",
+                f"/v2/models/{name}/infer",
+                {
+                    "json": {
+                        "inputs": [
+                            {
+                                "name": spec["name"],
+                                "datatype": "FP32",
+                                "shape": shape,
+                                "data": [0.0] * int(np.prod(shape)),
+                            }
+                        ]
+                    }
+                },
+            )
+        )
     return calls
 
 

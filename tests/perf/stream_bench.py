@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 from websockets.asyncio.client import connect
 
+from service.dataplane.tasks.detection import box_iou
 from service.stream.framing import build_frame_message
-from service.tasks.detection import box_iou
 from tests.perf import servers
 from training.data import boxes_from_mask, read_mask
 
@@ -52,8 +52,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": round(float(p50), 1), "p95": round(float(p95), 1),
-            "p99": round(float(p99), 1), "max": round(max(values), 1)}  # fmt: skip
+    return {
+        "p50": round(float(p50), 1),
+        "p95": round(float(p95), 1),
+        "p99": round(float(p99), 1),
+        "max": round(max(values), 1),
+    }
 
 
 async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float) -> dict[str, Any]:
@@ -189,8 +193,9 @@ def main() -> None:
     args = parser.parse_args()
     server = servers.polypserve(args.models_dir / "polyp-detector")
     try:
-        results = asyncio.run(run(server.url.replace("http", "ws") + "/v1/stream", args.data_root,
-                                  args.seconds))  # fmt: skip
+        results = asyncio.run(
+            run(server.url.replace("http", "ws") + "/v1/stream", args.data_root, args.seconds)
+        )
     finally:
         server.stop()
     if args.json:

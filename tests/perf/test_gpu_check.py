@@ -12,10 +12,21 @@ from tests.conftest import REPO_ROOT
 
 def _gpu_check(tiny_repo: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.perf.gpu_check", "--models-dir", str(tiny_repo),
-         "--repeats", "2", *flags],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.perf.gpu_check",
+            "--models-dir",
+            str(tiny_repo),
+            "--repeats",
+            "2",
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_prints_the_provider_in_use_at_batch_1_8_and_32(tiny_repo: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.runtime import cuda_unavailable_reason
+from service.repository.runtime import cuda_unavailable_reason
 from tests.model_factory import build_classifier, build_repository
 
 

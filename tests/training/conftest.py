@@ -39,8 +39,11 @@ def make_kvasir(root: Path, n: int = 16, n_test: int = 4, seed: int = 0) -> list
             root / "masks" / f"{key}.jpg", quality=100
         )
         x1, y1, x2, y2 = box
-        table[key] = {"height": height, "width": width, "bbox": [
-            {"label": "polyp", "xmin": x1, "ymin": y1, "xmax": x2, "ymax": y2}]}  # fmt: skip
+        table[key] = {
+            "height": height,
+            "width": width,
+            "bbox": [{"label": "polyp", "xmin": x1, "ymin": y1, "xmax": x2, "ymax": y2}],
+        }
         ids.append(key)
     (root / "kavsir_bboxes.json").write_text(json.dumps(table))
     (root / "splits" / "pranet_test_kvasir_100.txt").write_text("\n".join(ids[-n_test:]) + "\n")

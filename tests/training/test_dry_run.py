@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
+from service.repository.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from tests.training.conftest import make_imagefolder, make_yolo
 from training import data as datasets
 
@@ -97,16 +97,36 @@ def test_export_only_from_checkpoint(data_root: Path, tmp_path: Path) -> None:
     from training import segmentation
 
     base = ["--dry-run", "--data-root", str(data_root), "--device", "cpu"]
-    first = segmentation.main([*base, "--out-dir", str(tmp_path / "a"), "--work-dir",
-                               str(tmp_path / "w1")])  # fmt: skip
-    again = segmentation.main([*base, "--epochs", "0", "--weights", str(tmp_path / "w1/ckpt.pt"),
-                               "--out-dir", str(tmp_path / "b"), "--work-dir",
-                               str(tmp_path / "w2")])  # fmt: skip
+    first = segmentation.main(
+        [*base, "--out-dir", str(tmp_path / "a"), "--work-dir", str(tmp_path / "w1")]
+    )
+    again = segmentation.main(
+        [
+            *base,
+            "--epochs",
+            "0",
+            "--weights",
+            str(tmp_path / "w1/ckpt.pt"),
+            "--out-dir",
+            str(tmp_path / "b"),
+            "--work-dir",
+            str(tmp_path / "w2"),
+        ]
+    )
     assert first == again
     # exporting twice in place records the training and one export, not an export per run
     work_dir = tmp_path / "w1"
-    export_in_place = [*base, "--epochs", "0", "--weights", str(work_dir / "ckpt.pt"),
-                       "--work-dir", str(work_dir), "--out-dir", str(tmp_path / "c")]  # fmt: skip
+    export_in_place = [
+        *base,
+        "--epochs",
+        "0",
+        "--weights",
+        str(work_dir / "ckpt.pt"),
+        "--work-dir",
+        str(work_dir),
+        "--out-dir",
+        str(tmp_path / "c"),
+    ]
     segmentation.main(export_in_place)
     segmentation.main(export_in_place)
     manifest = check_model_dir(tmp_path / "c" / "polyp-segmenter" / "2")
@@ -125,14 +145,29 @@ def test_test_splits_are_scored_only_on_request_and_counted(
     from training import segmentation
     from training.export import ShippedVersionError
 
-    base = ["--dry-run", "--data-root", str(data_root), "--device", "cpu",
-            "--out-dir", str(tmp_path / "models")]  # fmt: skip
+    base = [
+        "--dry-run",
+        "--data-root",
+        str(data_root),
+        "--device",
+        "cpu",
+        "--out-dir",
+        str(tmp_path / "models"),
+    ]
     version_dir = tmp_path / "models" / "polyp-segmenter" / "2"
     trained = segmentation.main([*base, "--work-dir", str(tmp_path / "w")])
     assert set(trained) == {"kvasir_val"}
     graph = (version_dir / MODEL_FILE).read_bytes()
-    frozen = [*base, "--epochs", "0", "--weights", str(tmp_path / "w" / "ckpt.pt"),
-              "--work-dir", str(tmp_path / "w"), "--evaluate-test"]  # fmt: skip
+    frozen = [
+        *base,
+        "--epochs",
+        "0",
+        "--weights",
+        str(tmp_path / "w" / "ckpt.pt"),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--evaluate-test",
+    ]
     for count in (1, 2):
         scored = segmentation.main(frozen)
         manifest = Manifest.read(version_dir / MANIFEST_FILE)
@@ -154,8 +189,9 @@ def test_test_splits_are_scored_only_on_request_and_counted(
     monkeypatch.setattr(segmentation, "evaluate", recording_evaluate)
     test_ids = {s.id for s in datasets.kvasir_samples(data_root / "kvasir-seg", "test")}
     with pytest.raises(ShippedVersionError, match="new --version"):
-        segmentation.main([*base, "--seed", "7", "--work-dir", str(tmp_path / "w7"),
-                           "--evaluate-test"])  # fmt: skip
+        segmentation.main(
+            [*base, "--seed", "7", "--work-dir", str(tmp_path / "w7"), "--evaluate-test"]
+        )
     assert scored_ids and not test_ids & set(scored_ids), "test frames scored before refusal"
     assert (version_dir / MODEL_FILE).read_bytes() == graph
     assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 2
@@ -172,10 +208,24 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
 
     make_yolo(tmp_path / "yolo")
     out_dir = tmp_path / "models"
-    results = detection.main(["--dry-run", "--device", "cpu", "--yolo-root", str(tmp_path / "yolo"),
-                              "--name", "yolo-detector", "--out-dir", str(out_dir),
-                              "--work-dir", str(tmp_path / "work"), "--mosaic", "1",
-                              "--evaluate-test"])  # fmt: skip
+    results = detection.main(
+        [
+            "--dry-run",
+            "--device",
+            "cpu",
+            "--yolo-root",
+            str(tmp_path / "yolo"),
+            "--name",
+            "yolo-detector",
+            "--out-dir",
+            str(out_dir),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--mosaic",
+            "1",
+            "--evaluate-test",
+        ]
+    )
     manifest = check_model_dir(out_dir / "yolo-detector" / "2")
     # no Kvasir or ClinicDB test split for a foreign folder, even when asked
     assert set(results) == {"val", "val_hard"}
@@ -188,10 +238,23 @@ def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
 
     make_imagefolder(tmp_path / "folder", per_class=6)  # a dry run keeps 12 images
     out_dir = tmp_path / "models"
-    results = classification.main(["--dry-run", "--device", "cpu", "--imagefolder-root",
-                                   str(tmp_path / "folder"), "--name", "folder-classifier",
-                                   "--val-fraction", "0.5", "--out-dir", str(out_dir),
-                                   "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    results = classification.main(
+        [
+            "--dry-run",
+            "--device",
+            "cpu",
+            "--imagefolder-root",
+            str(tmp_path / "folder"),
+            "--name",
+            "folder-classifier",
+            "--val-fraction",
+            "0.5",
+            "--out-dir",
+            str(out_dir),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
     manifest = check_model_dir(out_dir / "folder-classifier" / "2")
     assert manifest.labels == ["lesion", "mucosa"]
     assert set(results) == {"val"} and 0.0 <= results["val"]["roc_auc"] <= 1.0
@@ -201,8 +264,9 @@ def test_forecasting_validate_scores_a_recipe_and_ships_nothing(tmp_path: Path) 
     from training import forecasting
 
     out_dir = tmp_path / "models"
-    scores = forecasting.main(["--dry-run", "--validate", "--out-dir", str(out_dir),
-                               "--work-dir", str(tmp_path / "work")])  # fmt: skip
+    scores = forecasting.main(
+        ["--dry-run", "--validate", "--out-dir", str(out_dir), "--work-dir", str(tmp_path / "work")]
+    )
     assert set(scores["series"]) == {"airline"}  # a dry run scores airline only
     row = scores["series"]["airline"]
     assert row["ratio"] == pytest.approx(row["mase"] / row["ar_p_mase"]) and row["mase"] > 0

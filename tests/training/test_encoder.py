@@ -71,7 +71,8 @@ def test_the_pyramid_has_strides_4_to_32_and_the_same_padding_at_any_multiple_of
             reference = dynamic._swish(dynamic._bn0(dynamic._conv_stem(x)))
             for block in dynamic._blocks:
                 reference = block(reference)
-        for feature, stride, width_c in zip(features, (4, 8, 16, 32), encoder.channels,
-                                            strict=True):  # fmt: skip
+        for feature, stride, width_c in zip(
+            features, (4, 8, 16, 32), encoder.channels, strict=True
+        ):
             assert feature.shape == (1, width_c, height // stride, width // stride)
         torch.testing.assert_close(features[-1], reference)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.manifest import Manifest
+from service.repository.manifest import Manifest
 from tests.conftest import app_client
 from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir
@@ -153,9 +153,12 @@ async def test_the_service_serves_the_forecasts_the_trainer_scores() -> None:
     async with app_client(Settings(models_dir=MODELS, intra_op_threads=1)) as client:
         response = await client.post(
             "/v1/forecast",
-            json={"model": "series-forecaster", "horizon": 12,
-                  "series": [{"values": train.tolist()}]},
-        )  # fmt: skip
+            json={
+                "model": "series-forecaster",
+                "horizon": 12,
+                "series": [{"values": train.tolist()}],
+            },
+        )
     assert response.status_code == 200, response.text
     result = response.json()["results"][0]
     assert result["forecast"] == pytest.approx(expected[:, 1].tolist(), rel=1e-4, abs=1e-3)

@@ -10,13 +10,14 @@ import anyio
 import pytest
 from anyio import CapacityLimiter
 
-from service import predict
 from service.config import Settings
-from service.loading import load_version
-from service.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
+from service.dataplane import predict
+from service.repository.model_version import load_version
+from service.scheduling.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
 from service.stream import session as session_module
 from service.stream.framing import FramePayload
-from service.stream.session import LatestSlot, MovingMean, StreamSession
+from service.stream.session import StreamSession
+from service.stream.slots import LatestSlot, MovingMean
 from service.stream.tracking import SmoothingConfig
 from tests.images import encode, solid_rgb
 
@@ -38,9 +39,16 @@ def _session(tiny_repo: Path) -> tuple[StreamSession, list[dict[str, Any]]]:
         pass
 
     stream = StreamSession(
-        model, SmoothingConfig(min_hits=1), 0.45, 10, 50_000_000, send, close, CapacityLimiter(2),
+        model,
+        SmoothingConfig(min_hits=1),
+        0.45,
+        10,
+        50_000_000,
+        send,
+        close,
+        CapacityLimiter(2),
         PixelBudget(50_000_000, 50_000_000, RELEASE_OVER_PIXELS),
-    )  # fmt: skip
+    )
     return stream, results
 
 
