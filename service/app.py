@@ -14,6 +14,7 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from service import __version__
 from service.api import (
@@ -71,11 +72,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await close_streams()
             await registry.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the service, not a CDN: hospital networks
+    # are often offline. Their assets sit under /static/docs, mounted before the viewer's
+    # /static (so they match first) and open like it.
+    app = FastAPIOffline(
         title="polypserve",
         version=__version__,
         description="Inference for endoscopy and forecasting ONNX models.",
         lifespan=lifespan,
+        static_url="/static/docs",
     )
     app.state.settings = settings
     app.state.registry = registry
