@@ -118,6 +118,7 @@ def test_rows(cfg, served, base, ablation, evaluated) -> dict[str, dict[str, flo
         lstm = predictor(dataclasses.replace(cfg, no_base=True), ablation)
         for name, values in rolling_origin.evaluate(lstm, evaluated).items():
             rows[f"{name}_lstm"] = {k: values[k] for k in ("mase", "coverage", "pinball")}
+            rows[f"{name}_lstm"]["members"] = float(len(ablation[0].members))
     for name, b in rolling_origin.baselines(evaluated).items():
         ar_p = b["ar_p"]
         rows[f"{name}_rolling5_ar_p"] = {k: ar_p[k] for k in ("mase", "coverage", "pinball")}
@@ -209,7 +210,7 @@ def comparison_tables(results: dict, evaluated: dict) -> str:
         best.append(
             f"| {name} | {ours['mase']:.3f} | {method} {value} | {'yes' if ahead else '**no**'} |"
         )
-        lstm_mase = f"{lstm['mase']:.3f}" if lstm else "not scored"
+        lstm_mase = f"{lstm['mase']:.3f} ({lstm['members']:g} per origin)" if lstm else "not scored"
         ablation.append(
             f"| {name} | {base['mase']:.3f} | {lstm_mase} | {ours['mase']:.3f} | "
             f"{'yes' if ours['mase'] < base['mase'] else '**no**'} |"

@@ -285,10 +285,14 @@ def test_forecasting_scores_the_test_windows_of_a_finished_run_once(tmp_path: Pa
     graph = (version_dir / MODEL_FILE).read_bytes()
     assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 0
     assert "have not been scored" in (out_dir / "series-forecaster" / "README.md").read_text()
-    results = forecasting.main([*argv, "--weights", str(work_dir), "--evaluate-test"])
+    lstm_dir = tmp_path / "lstm"  # the ablation's LSTM alone: no base, nothing shipped
+    forecasting.main(["--dry-run", "--no-base", "--no-export", "--work-dir", str(lstm_dir)])
+    results = forecasting.main([*argv, "--weights", str(work_dir), "--evaluate-test",
+                                "--ablation-weights", str(lstm_dir)])  # fmt: skip
     manifest = Manifest.read(version_dir / MANIFEST_FILE)
     assert (version_dir / MODEL_FILE).read_bytes() == graph
     assert manifest.provenance.test_evaluations == 1 and manifest.metrics == results
-    assert "airline_rolling5" in results
+    assert "airline_rolling5" in results and results["airline_rolling5_lstm"]["members"] == 1
+    assert "(1 per origin)" in (out_dir / "series-forecaster" / "README.md").read_text()
     assert "--correction 0.5" in manifest.provenance.command  # the trained run's recipe
     assert "keeps 0.5 of their" in manifest.description
