@@ -8,7 +8,6 @@ pinball loss against AR(p)'s Gaussian quantiles.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from service.dataplane.tasks import autoregressive, seasonal
 from service.repository.manifest import ForecastingDecoding, Manifest, TensorSpec
 from training import card, common, export, rolling_origin, series, ship
+from training.forecast_predictors import base_predictor, last12_mase, predictor, session_runner
 from training.rolling_origin import EPS, HORIZON
 from training.windows import min_length
 
@@ -34,8 +34,6 @@ VALIDATION_FILE = "validation.json"
 
 def export_and_report(cfg, models, ablation, history, command, all_series, evaluated) -> dict:
     """Export origin 0's ensemble, check it against PyTorch, score it, write manifest and card."""
-    from training.forecasting import base_predictor, last12_mase, predictor, session_runner
-
     work_dir, shipped = Path(cfg.work_dir), models[0]
     work_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = work_dir / "model.onnx"
@@ -67,7 +65,10 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
     if validation_path.is_file():
         results |= validation_rows(json.loads(validation_path.read_text()))
     if cfg.evaluate_test:
-        results |= test_rows(cfg, predictor(cfg, models), base_predictor(cfg), ablation, evaluated)
+        served = predictor(cfg.window, ar, models)
+        results |= test_rows(
+            served, base_predictor(cfg.window, ar), cfg.window, ablation, evaluated
+        )
         # the shipped graph itself must give origin 0's figures, which the test suite reproduces
         run = session_runner(export.ort_session(onnx_path))
         for name, y in evaluated.items():
@@ -106,16 +107,14 @@ def validation_rows(scores: dict) -> dict[str, dict[str, float]]:
     }
 
 
-def test_rows(cfg, served, base, ablation, evaluated) -> dict[str, dict[str, float]]:
+def test_rows(served, base, window, ablation, evaluated) -> dict[str, dict[str, float]]:
     """Rolling-5 on the test windows: the served model, its base alone, the LSTM alone (an
     ablation run's ensembles, when given) and AR(p) with its Gaussian quantiles."""
-    from training.forecasting import predictor
-
     rows = rolling_origin.evaluate(served, evaluated)
     for name, values in rolling_origin.evaluate(base, evaluated).items():
         rows[f"{name}_base"] = {"mase": values["mase"]}
     if ablation is not None:
-        lstm = predictor(dataclasses.replace(cfg, no_base=True), ablation)
+        lstm = predictor(window, rolling_origin.ArBase(0), ablation)
         for name, values in rolling_origin.evaluate(lstm, evaluated).items():
             rows[f"{name}_lstm"] = {k: values[k] for k in ("mase", "coverage", "pinball")}
             rows[f"{name}_lstm"]["members"] = float(len(ablation[0].members))

@@ -43,12 +43,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
 from service.dataplane.tasks import autoregressive, seasonal
 from service.dataplane.tasks import forecasting as service_forecasting
 from training import common, data, forecast_report, loop, rolling_origin, series
+from training.forecast_predictors import base_predictor, predictor
 from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import HORIZON, ORIGINS, VALIDATION_ORIGINS
 from training.windows import WindowSets, ar_bases
@@ -121,33 +121,6 @@ class Config:
             return rolling_origin.ArBase(0)
         seasons = SEASON_LENGTHS if self.seasonal else ()
         return rolling_origin.ArBase(self.ar_history, self.ar_powers, seasons)
-
-
-def torch_runner(model: nn.Module) -> rolling_origin.Runner:
-    def run(*inputs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(*(torch.from_numpy(x) for x in inputs)).numpy()
-
-    return run
-
-
-def session_runner(session) -> rolling_origin.Runner:
-    names = [tensor.name for tensor in session.get_inputs()]  # series, base, base_scale
-    return lambda *inputs: session.run(None, dict(zip(names, inputs, strict=True)))[0]
-
-
-def last12_mase(
-    run: rolling_origin.Runner,
-    y: np.ndarray,
-    window: int,
-    ar: rolling_origin.ArBase,
-    season: int,
-    period: int = 0,
-) -> float:
-    """MASE of the forecast of ``y``'s last 12 values from the rest (origin 0)."""
-    train, truth = rolling_origin.origin_window(y, 0)
-    pred = rolling_origin.forecast(run, train, window, HORIZON, ar, period)
-    return rolling_origin.errors(pred, train, truth, season)["mase"]
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -238,14 +211,20 @@ def main(argv: list[str] | None = None) -> dict:
         trained = {
             k: train_origin(cfg, all_series, bases, k, device)[0] for k in VALIDATION_ORIGINS
         }
-        scores = rolling_origin.validation_scores(predictor(cfg, trained), evaluated)
-        scores["base_alone"] = rolling_origin.validation_scores(base_predictor(cfg), evaluated)
+        scores = rolling_origin.validation_scores(
+            predictor(cfg.window, cfg.ar_base, trained), evaluated
+        )
+        scores["base_alone"] = rolling_origin.validation_scores(
+            base_predictor(cfg.window, cfg.ar_base), evaluated
+        )
         # the share of the correction to serve: the same ensembles, the median moved less or more
         scores["correction_shares"] = {}
         for share in CORRECTION_SHARES:
             for model in trained.values():
                 model.correction = share
-            scored = rolling_origin.validation_scores(predictor(cfg, trained), evaluated)
+            scored = rolling_origin.validation_scores(
+                predictor(cfg.window, cfg.ar_base, trained), evaluated
+            )
             scores["correction_shares"][str(share)] = scored["mean_ratio"]
         print("validation", json.dumps(scores))
         if not cfg.dry_run:  # the card of the model this recipe trains quotes it
@@ -316,31 +295,6 @@ def load_run(work_dir: Path, command: str):
             history, first = ckpt.get("history", []), ckpt.get("command", "")
     chain = f"{first} ; {command}" if first and command else first or command
     return models, history, chain, run
-
-
-def predictor(cfg: Config, models: dict[int, nn.Module]) -> rolling_origin.PredictorOf:
-    """Forecasts from each origin by the ensemble trained for it, with each series' base."""
-    runners = {origin: torch_runner(model) for origin, model in models.items()}
-    ar = cfg.ar_base
-    return lambda name: (
-        lambda origin, train, steps: rolling_origin.forecast(
-            runners[origin], train, cfg.window, steps, ar, ar.period(name)
-        )
-    )
-
-
-def base_predictor(cfg: Config) -> rolling_origin.PredictorOf:
-    """The base alone: its forecast as the median, no interval (the ablation's first row)."""
-
-    def run(_series: np.ndarray, base: np.ndarray, _scale: np.ndarray) -> np.ndarray:
-        return base[..., None]
-
-    ar = cfg.ar_base
-    return lambda name: (
-        lambda origin, train, steps: rolling_origin.forecast(
-            run, train, cfg.window, steps, ar, ar.period(name)
-        )
-    )
 
 
 if __name__ == "__main__":

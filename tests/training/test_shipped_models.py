@@ -24,7 +24,7 @@ from training import (
     classification,
     detection_eval,
     export,
-    forecasting,
+    forecast_predictors,
     rolling_origin,
     segmentation,
     series,
@@ -123,12 +123,12 @@ def test_forecaster_reproduces_its_last_12_mase() -> None:
     """The shipped model is origin 0's, so its held-out figure is the last 12 values' MASE."""
     manifest, session = load("series-forecaster")
     assert isinstance(manifest, Manifest) and manifest.forecasting is not None
-    run = forecasting.session_runner(session)
+    run = forecast_predictors.session_runner(session)
     for name in ("airline", "co2_monthly", "sunspots_annual"):
         y, season = series.LOADERS[name](), series.EVALUATED[name]
         decoding = manifest.forecasting
         ar = ArBase(decoding.base_history, tuple(decoding.base_powers))
-        got = forecasting.last12_mase(run, y, decoding.window, ar, season)
+        got = forecast_predictors.last12_mase(run, y, decoding.window, ar, season)
         recorded = manifest.metrics[f"{name}_rolling5"]
         assert got == pytest.approx(recorded["last12_mase"], abs=TOLERANCE)
         assert recorded["origin0_mase"] == recorded["last12_mase"]
@@ -148,7 +148,7 @@ async def test_the_service_serves_the_forecasts_the_trainer_scores() -> None:
     assert len(train) > decoding.base_history
     ar = ArBase(decoding.base_history, tuple(decoding.base_powers))
     expected = rolling_origin.forecast(
-        forecasting.session_runner(session), train, decoding.window, 12, ar
+        forecast_predictors.session_runner(session), train, decoding.window, 12, ar
     )
     async with app_client(Settings(models_dir=MODELS, intra_op_threads=1)) as client:
         response = await client.post(
