@@ -90,13 +90,16 @@ def forecast_and_scale(
         if power == 1.0 or not admits(y, power):
             continue
         candidate = _fit_power(y, power, steps, max_order)
-        low, high = y.min(), y.max()
-        within = np.all(
-            (candidate.forecast >= 2 * low - high) & (candidate.forecast <= 2 * high - low)
-        )
-        if candidate.error < best.error and within:
+        if candidate.error < best.error and stays_near(y, candidate.forecast):
             best = candidate
     return best.forecast, best.scale
+
+
+def stays_near(y: np.ndarray, forecast: np.ndarray) -> bool:
+    """Whether ``forecast`` stays within ``y``'s range widened by that range on either side:
+    mapped back from a power, an unstable fit grows far beyond anything the series did."""
+    low, high = y.min(), y.max()
+    return bool(np.all((forecast >= 2 * low - high) & (forecast <= 2 * high - low)))
 
 
 class _PowerFit(NamedTuple):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.dataplane.tasks.autoregressive import admits, box_cox, inverse_box_cox
+from service.dataplane.tasks.autoregressive import admits, box_cox, inverse_box_cox, stays_near
 
 STRENGTH_THRESHOLD = 0.64
 _COARSE = np.round(np.arange(-0.9, 0.91, 0.1), 2)
@@ -67,8 +67,7 @@ def forecast_and_scale(y: np.ndarray, period: int, steps: int) -> tuple[np.ndarr
     y = np.asarray(y, dtype=np.float64)
     if admits(y, 0.0):
         logged = fit(y, period, steps, 0.0)
-        low, high = y.min(), y.max()
-        if np.all((logged.forecast >= 2 * low - high) & (logged.forecast <= 2 * high - low)):
+        if stays_near(y, logged.forecast):
             return logged.forecast, logged.scale
     levels = fit(y, period, steps, 1.0)
     return levels.forecast, levels.scale
