@@ -63,7 +63,7 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
         k: v for k, v in recorded.items() if k.endswith(("_rolling5", "_base", "_lstm", "_ar_p"))
     }
     if validation_path.is_file():
-        results |= validation_rows(json.loads(validation_path.read_text()))
+        results |= validation_rows(json.loads(validation_path.read_text()), cfg.correction)
     if cfg.evaluate_test:
         served = predictor(cfg.window, ar, models)
         results |= test_rows(
@@ -95,15 +95,17 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
     return results
 
 
-def validation_rows(scores: dict) -> dict[str, dict[str, float]]:
-    """The ``--validate`` run's figures (origins 5-7): the model, its base alone, AR(p)."""
+def validation_rows(scores: dict, correction: float) -> dict[str, dict[str, float]]:
+    """The ``--validate`` run's figures (origins 5-7): the model at the served share of its
+    correction, its base alone, AR(p)."""
+    served = scores.get("series_by_share", {}).get(str(correction), scores["series"])
     return {
         f"{name}_validation": {
             "mase": row["mase"],
             "base_mase": scores["base_alone"]["series"][name]["mase"],
             "ar_p_mase": row["ar_p_mase"],
         }
-        for name, row in scores["series"].items()
+        for name, row in served.items()
     }
 
 

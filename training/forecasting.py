@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
             base_predictor(cfg.window, cfg.ar_base), evaluated
         )
         # the share of the correction to serve: the same ensembles, the median moved less or more
-        scores["correction_shares"] = {}
+        scores["correction_shares"], scores["series_by_share"] = {}, {}
         for share in CORRECTION_SHARES:
             for model in trained.values():
                 model.correction = share
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
                 predictor(cfg.window, cfg.ar_base, trained), evaluated
             )
             scores["correction_shares"][str(share)] = scored["mean_ratio"]
+            scores["series_by_share"][str(share)] = scored["series"]
         print("validation", json.dumps(scores))
         if not cfg.dry_run:  # the card of the model this recipe trains quotes it
             work_dir.mkdir(parents=True, exist_ok=True)

@@ -296,3 +296,16 @@ def test_forecasting_scores_the_test_windows_of_a_finished_run_once(tmp_path: Pa
     assert "(1 per origin)" in (out_dir / "series-forecaster" / "README.md").read_text()
     assert "--correction 0.5" in manifest.provenance.command  # the trained run's recipe
     assert "keeps 0.5 of their" in manifest.description
+
+
+def test_the_card_quotes_validation_at_the_served_share() -> None:
+    from training.forecast_report import validation_rows
+
+    row = {"mase": 1.0, "ar_p_mase": 2.0, "ratio": 0.5}
+    scores = {
+        "series": {"airline": row},  # the --validate run's own share
+        "base_alone": {"series": {"airline": {"mase": 0.9}}},
+        "series_by_share": {"0.0": {"airline": row | {"mase": 0.9}}},
+    }
+    assert validation_rows(scores, 0.0)["airline_validation"]["mase"] == 0.9
+    assert validation_rows(scores, 0.25)["airline_validation"]["mase"] == 1.0
