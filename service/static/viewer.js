@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const overlay = $("overlay");
 const context = overlay.getContext("2d");
 const grab = document.createElement("canvas");
-const state = { socket: null, timer: null, frame: 0, images: [], shown: 0, sent: new Map(),
+const state = { socket: null, timer: null, frame: 0, images: [], encoding: false, answer: null,
                 results: [], dropped: 0, boxesDrawn: 0 };
 
 function frameMessage(blob, frameId, timestamp) {
@@ -34,35 +34,63 @@ function pictureSize(picture) {
     : [picture.naturalWidth, picture.naturalHeight];
 }
 
-async function nextPicture() {
-  if ($("source").value !== "images") return $("video");
-  if (state.shown >= state.images.length) return null;
+async function showImage(file) {
   const still = $("still");
-  const file = state.images[state.shown++];
   await new Promise((resolve, reject) => {
     still.onload = resolve;
-    still.onerror = reject;
+    still.onerror = () => reject(new Error(`${file.name} is not an image the browser can show`));
     still.src = URL.createObjectURL(file);
   });
   return still;
 }
 
-async function sendFrame() {
-  const socket = state.socket;
-  // Client-side backpressure: never pile frames up in the socket's buffer.
-  if (!socket || socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > 1 << 20) return;
-  const picture = await nextPicture();
-  if (!picture) { finish(); return; }
+// Encodes the picture as JPEG and sends it; false when it has no size yet (video not started).
+async function sendPicture(socket, picture) {
   const [width, height] = pictureSize(picture);
-  if (!width) return;
+  if (!width) return false;
   grab.width = width;
   grab.height = height;
   grab.getContext("2d").drawImage(picture, 0, 0, width, height);
   const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
-  const frameId = state.frame++;
-  const timestamp = performance.now();
-  state.sent.set(frameId, timestamp);
-  socket.send(frameMessage(blob, frameId, timestamp));
+  if (socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(frameMessage(blob, state.frame++, performance.now()));
+  return true;
+}
+
+// A live source is real time: a tick is skipped while the previous frame is still being encoded
+// or more than a frame waits unsent in the socket's buffer, so frames never pile up.
+async function sendLiveFrame() {
+  const socket = state.socket;
+  if (state.encoding || !socket || socket.readyState !== WebSocket.OPEN) return;
+  if (socket.bufferedAmount > 1 << 20) return;
+  state.encoding = true;
+  try {
+    await sendPicture(socket, $("video"));
+  } finally {
+    state.encoding = false;
+  }
+}
+
+// A folder is a recording: every image is sent once its predecessor is answered (no frame is
+// replaced, so none is dropped), at most at the chosen rate; then the report is asked for and
+// the service closes the socket.
+async function playImages(socket, interval) {
+  for (const file of state.images) {
+    if (state.socket !== socket) return;
+    const started = performance.now();
+    const answered = new Promise((resolve) => (state.answer = resolve));
+    if (await sendPicture(socket, await showImage(file))) await answered;
+    const rest = interval - (performance.now() - started);
+    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest));
+  }
+  if (state.socket === socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ type: "close" }));
+  }
+}
+
+function answered() {
+  if (state.answer) state.answer();
+  state.answer = null;
 }
 
 function draw(result) {
@@ -108,22 +136,28 @@ function start() {
   const socket = new WebSocket(streamUrl());
   socket.binaryType = "arraybuffer";
   state.socket = socket;
-  Object.assign(state, { frame: 0, shown: 0, results: [], dropped: 0, boxesDrawn: 0 });
+  Object.assign(state, { frame: 0, results: [], dropped: 0, boxesDrawn: 0 });
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "ready") {
       $("status").textContent = `streaming to ${message.model.name} v${message.model.version}`;
       const interval = 1000 / Math.max(1, Number($("fps").value));
-      state.timer = setInterval(() => sendFrame().catch((e) => stop(String(e))), interval);
+      if ($("source").value === "images") {
+        playImages(socket, interval).catch((e) => stop(String(e)));
+      } else {
+        state.timer = setInterval(() => sendLiveFrame().catch((e) => stop(String(e))), interval);
+      }
     } else if (message.type === "result") {
       draw(message);
       updateStats(message);
+      answered();
     } else if (message.type === "report") {
       const f = message.frames;
       $("status").textContent = `done: ${f.processed} processed, ${f.dropped} dropped, ` +
         `p95 ${message.latency_ms.p95} ms, ${message.alerts} polyps`;
     } else if (message.type === "error") {
       $("status").textContent = `error: ${message.error}`;
+      answered();
     }
   };
   socket.onclose = (event) => {
@@ -134,18 +168,10 @@ function start() {
   $("stop").disabled = false;
 }
 
-// The last image is sent: ask for the session report; the service then closes normally.
-function finish() {
-  clearInterval(state.timer);
-  state.timer = null;
-  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-    state.socket.send(JSON.stringify({ type: "close" }));
-  }
-}
-
 function stop(reason) {
   clearInterval(state.timer);
   state.timer = null;
+  answered();
   if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.close(1000);
   state.socket = null;
   $("status").textContent = reason || "stopped";

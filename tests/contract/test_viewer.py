@@ -49,6 +49,8 @@ def play_frames_in_browser(
         try:
             # The CSP forbids eval, which the test harness itself needs; the header is tested above.
             page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{server_url}/?{query}")
             page.set_input_files("#images", str(frames_dir))
             page.fill("#fps", str(fps))
@@ -68,7 +70,13 @@ def play_frames_in_browser(
                 }"""
             )
             page.screenshot(path=str(screenshot))
+            # a folder ends with the session report, once every frame is answered
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('done:')",
+                timeout=60_000,
+            )
             return {
+                "console": console,
                 "green_pixels": green_pixels,
                 "fps": float(page.text_content("#stat-fps") or 0),
                 "latency": page.text_content("#stat-latency"),
@@ -91,6 +99,23 @@ def test_viewer_streams_frames_and_draws_boxes(live_server: LiveServer, tmp_path
     assert seen["green_pixels"] > 100, seen  # box outlines drawn on the overlay
     assert seen["fps"] > 0 and str(seen["latency"]).isdigit(), seen
     assert "error" not in str(seen["status"]) and "closed (" not in str(seen["status"]), seen
+    assert str(seen["status"]).startswith("done: 40 processed, 0 dropped"), seen
+
+
+def test_viewer_answers_every_frame_of_a_folder_of_large_images(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A folder is a recording: each 1080p image gets its result before the socket closes, and
+    nothing is sent to a closing socket."""
+    _require_chromium()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(10):
+        colour = (220, 0, 0) if index % 2 else (0, 0, 200)
+        (frames / f"{index}.jpg").write_bytes(encode(solid_rgb(1920, 1080, colour), "JPEG"))
+    seen = play_frames_in_browser(live_server.url, frames, "min_hits=1", tmp_path / "v.png", 30)
+    assert str(seen["status"]).startswith("done: 10 processed, 0 dropped"), seen
+    assert not [line for line in seen["console"] if "CLOSING or CLOSED" in line], seen
 
 
 def test_viewer_plays_a_real_colonoscopy_sequence_with_the_shipped_detector(
