@@ -68,12 +68,26 @@ def read_split(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def split_train_val(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministic hold-out of ``val_fraction`` of ``ids`` (sorted first, then shuffled)."""
-    shuffled = sorted(ids)
-    random.Random(seed).shuffle(shuffled)
-    n_val = max(1, round(len(shuffled) * val_fraction))
-    return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+def split_train_val(
+    ids: Sequence[str], val_fraction: float, seed: int, strata: Sequence[bool] | None = None
+) -> tuple[list, list]:
+    """Deterministic hold-out of ``val_fraction`` of ``ids`` (sorted first, then shuffled).
+
+    With ``strata`` (one flag per id), each stratum gives the same fraction, so a rare kind of
+    frame is in validation in proportion rather than by chance."""
+    if strata is None:
+        shuffled = sorted(ids)
+        random.Random(seed).shuffle(shuffled)
+        n_val = max(1, round(len(shuffled) * val_fraction))
+        return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+    train: list[str] = []
+    val: list[str] = []
+    for flag in (False, True):
+        part = [i for i, s in zip(ids, strata, strict=True) if bool(s) == flag]
+        if part:
+            t, v = split_train_val(part, val_fraction, seed)
+            train, val = train + t, val + v
+    return sorted(train), sorted(val)
 
 
 # --- Kvasir-SEG ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class Config:
     version: int = 2
     device: str = "auto"
     seed: int = 1337
-    size: int = 256  # training input, square; frames are stretched to it
+    size: int = 320  # training input, square; frames are stretched to it
     serve_sizes: tuple[int, ...] = (256, 288, 320)  # served at the one validation AP picks
     max_latency_ms: float = 20.0  # ... among those within this batch-1 CPU latency
     encoder: str = "lite0"  # EfficientNet-Lite variant, ImageNet-pretrained
@@ -59,7 +59,7 @@ class Config:
     time_budget_s: float = 0.0
     lr: float = 1e-3
     weight_decay: float = 5e-4
-    val_fraction: float = 0.1
+    val_fraction: float = 0.15  # of each stratum: frames with small or several boxes, the rest
     patience: int = 6
     score_threshold: float = 0.4  # serving default (the lecture system's), also the P/R point
     iou_threshold: float = 0.45
@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> dict:
         trainval = data.kvasir_samples(Path(cfg.data_root) / "kvasir-seg", "trainval")
     if cfg.dry_run:
         trainval = trainval[:12]
-    train_ids, val_ids = data.split_train_val([s.id for s in trainval], cfg.val_fraction, cfg.seed)
+    # Stratified, so validation holds its share of the frames where detectors miss (small or
+    # several polyps) and can tell candidates apart on them.
+    hard = small_or_several([s.boxes for s in trainval])
+    train_ids, val_ids = data.split_train_val(
+        [s.id for s in trainval], cfg.val_fraction, cfg.seed, strata=list(hard)
+    )
     tensors = {}
     for split, ids in (("train", set(train_ids)), ("val", set(val_ids))):
         samples = [dataclasses.replace(s, mask_path=None) for s in trainval if s.id in ids]
@@ -267,8 +272,9 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         ),
         provenance=common.provenance(
             dataset=dataset,
-            split=f"train: Kvasir-SEG minus the 100 PraNet test ids ({cfg.val_fraction:.0%} held "
-            "out for early stopping and the input size); test: kvasir_test_100 (official boxes), "
+            split=f"train: Kvasir-SEG minus the 100 PraNet test ids ({cfg.val_fraction:.0%} of the "
+            "frames with small or several boxes and of the rest held out for early stopping and "
+            "the input size); test: kvasir_test_100 (official boxes), "
             "clinicdb_test_62 (boxes from mask connected components; never trained on)",
             command=train_command,
             pretrained=checkpoint.citation(),

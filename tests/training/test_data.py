@@ -28,6 +28,15 @@ def test_split_train_val_is_deterministic() -> None:
     assert a == b and len(a[1]) == 10 and not set(a[0]) & set(a[1])
 
 
+def test_split_train_val_holds_out_each_stratum_in_proportion() -> None:
+    ids = [f"x{i:02d}" for i in range(100)]
+    rare = [i % 10 == 0 for i in range(100)]  # 10 rare ids
+    train, val = data.split_train_val(ids, 0.2, seed=3, strata=rare)
+    assert len(val) == 20 and sum(int(v[1:]) % 10 == 0 for v in val) == 2
+    assert sorted(train + val) == ids
+    assert (train, val) == data.split_train_val(ids, 0.2, seed=3, strata=rare)
+
+
 def test_clinicdb_reads_test_split_in_numeric_order(data_root: Path) -> None:
     samples = data.clinicdb_samples(data_root / "cvc-clinicdb", "test")
     assert [s.id for s in samples] == ["2", "4", "6"]
