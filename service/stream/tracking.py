@@ -6,7 +6,7 @@ that lingers where the polyp no longer is. A track is *shown* once it has been h
 shown, matches down to ``off_threshold`` keep it (hysteresis); it hides after ``max_misses``
 frames without a match and ends one frame later. Shown boxes are exponentially smoothed.
 
-The defaults were chosen on the CVC-ClinicDB sequences (``python -m tests.perf.stream_bench``),
+The defaults were chosen on the CVC-ClinicDB sequences (``python -m tests.perf.smoothing``),
 whose frames are sampled sparsely from video: a polyp often moves further between two of them
 than its own size, so matching also accepts nearby centres, and a box is held through one
 missed frame only. For dense 30 fps video, a lower ``off_threshold`` (0.25), a larger

@@ -2,24 +2,20 @@
 
     python -m tests.perf.stream_bench [--models-dir models] [--data-root ../shared/data]
 
-1. The 1920x1080 HoloHub frames (as JPEG) offered at 30 fps, then as fast as the client can
-   send; then 4 sessions at 15 fps each: processed fps, latency p50/p95/p99/max, drops.
-2. The 29 CVC-ClinicDB sequences, every frame processed in order (the client waits for each
-   result), scored against the masks with smoothing off (raw detections) and on (shown tracks):
-   per-frame recall, false positives per minute, flicker (on/off toggles per minute) and the
-   polyps seen in at least one frame. Sequences are taken as 30 fps video.
+The 1920x1080 HoloHub frames (as JPEG) offered at 30 fps, then as fast as the client can send;
+then 4 sessions at 15 fps each: processed fps, latency p50/p95/p99/max, drops.
+
+How well the smoothing serves is measured by ``python -m tests.perf.smoothing``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import io
 import json
 import socket
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +23,10 @@ import numpy as np
 from PIL import Image
 from websockets.asyncio.client import connect
 
-from service.dataplane.tasks.detection import box_iou
 from service.stream.framing import build_frame_message
 from tests.perf import servers
-from training.data import boxes_from_mask, read_mask
 
 # ---- configuration --------------------------------------------------------------------------
-VIDEO_FPS = 30.0
-MATCH_IOU = 0.3  # a predicted box counts as the polyp at this IoU with a mask's box
 SECONDS = 20.0
 # A real-time sender keeps at most about two frames in its own socket (the viewer checks the
 # WebSocket's bufferedAmount the same way): a deep kernel send queue would only age its frames.
@@ -114,56 +106,6 @@ async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float
     }
 
 
-async def replay_sequences(url: str, data_root: Path, query: str = "") -> dict[str, Any]:
-    root = data_root / "cvc-clinicdb"
-    with (root / "sequences.csv").open() as handle:
-        sequences: dict[str, list[str]] = defaultdict(list)
-        for row in csv.DictReader(handle):
-            sequences[row["sequence"]].append(row["frame"])
-    counts = {kind: defaultdict(float) for kind in ("raw", "smoothed")}
-    seen = {kind: 0 for kind in counts}
-    total_frames = 0
-    for frames in sequences.values():
-        frames.sort(key=int)
-        async with connect(f"{url}?{query}", max_size=None) as ws:
-            json.loads(await ws.recv())
-            state = {kind: False for kind in counts}
-            hit_any = {kind: False for kind in counts}
-            for index, frame in enumerate(frames):
-                truth = boxes_from_mask(read_mask(root / "masks" / f"{frame}.png"))
-                await ws.send(
-                    build_frame_message((root / "images" / f"{frame}.png").read_bytes(), index)
-                )
-                result = json.loads(await ws.recv())
-                total_frames += 1
-                for kind, key in (("raw", "detections"), ("smoothed", "tracks")):
-                    boxes = np.asarray([d["box"] for d in result[key]], np.float32).reshape(-1, 4)
-                    matched = np.zeros(len(boxes), bool)
-                    for gt in truth:
-                        if len(boxes):
-                            matched |= box_iou(gt, boxes) >= MATCH_IOU
-                    hit = bool(len(truth)) and bool(matched.any())
-                    counts[kind]["positives"] += bool(len(truth))
-                    counts[kind]["hits"] += hit
-                    counts[kind]["false_positives"] += int((~matched).sum())
-                    shown = len(boxes) > 0
-                    counts[kind]["toggles"] += index > 0 and shown != state[kind]
-                    state[kind] = shown
-                    hit_any[kind] |= hit
-            for kind in counts:
-                seen[kind] += hit_any[kind]
-    minutes = total_frames / VIDEO_FPS / 60.0
-    return {
-        kind: {
-            "per_frame_recall": round(c["hits"] / max(c["positives"], 1), 3),
-            "false_positives_per_min": round(c["false_positives"] / minutes, 1),
-            "toggles_per_min": round(c["toggles"] / minutes, 1),
-            "polyps_seen": f"{seen[kind]}/{len(sequences)}",
-        }
-        for kind, c in counts.items()
-    } | {"frames": total_frames, "sequences": len(sequences)}
-
-
 async def run(url: str, data_root: Path, seconds: float) -> dict[str, Any]:
     video = sorted((data_root / "video" / "holohub-colonoscopy-testframes").glob("*.png"))
     frames = [jpeg(path) for path in video]
@@ -179,8 +121,6 @@ async def run(url: str, data_root: Path, seconds: float) -> dict[str, Any]:
     p99_30, p99_max = (results[k]["latency_ms"]["p99"] for k in ("1080p_30fps", "1080p_max_rate"))
     results["max_rate_p99_over_30fps_p99"] = round(p99_max / p99_30, 2)
     print("p99 as fast as possible / p99 at 30 fps:", results["max_rate_p99_over_30fps_p99"])
-    results["clinicdb"] = await replay_sequences(url, data_root)
-    print("CVC-ClinicDB sequences:", json.dumps(results["clinicdb"]), flush=True)
     return results
 
 
