@@ -128,12 +128,18 @@ async def read_image_blobs(request: Request) -> list[bytes]:
 
 
 def _multipart_error(message: str, settings: Settings) -> PolypServeError:
-    """More files than a request may hold is a limit, so a 413 in the project's words like
-    every limit; any other multipart failure is a malformed body (400)."""
+    """More files or fields than a request may hold is a limit, so a 413 in the project's words
+    like every limit; any other multipart failure is a malformed body (400)."""
     if message.startswith("Too many files"):
         limit = settings.max_images_per_request
         return PayloadTooLargeError(
             f"a request holds at most {limit} images (POLYPSERVE_MAX_IMAGES_PER_REQUEST)",
+            limit=limit,
+        )
+    if message.startswith("Too many fields"):
+        limit = settings.max_form_fields
+        return PayloadTooLargeError(
+            f"a multipart body holds at most {limit} fields (POLYPSERVE_MAX_FORM_FIELDS)",
             limit=limit,
         )
     return InvalidInputError(message)

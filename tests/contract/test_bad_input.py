@@ -138,7 +138,7 @@ def test_the_whole_corpus_gets_clear_answers_and_memory_returns(server: LiveServ
                 answers.append((name, response.status_code, status, response.json()))
             fields = [("field", (None, "x")) for _ in range(1000)]
             many = client.post("/v1/classify", files=[*fields, ("image", ("a.png", RED))])
-            answers.append(("1000 fields", many.status_code, 400, many.json()))
+            answers.append(("1000 fields", many.status_code, 413, many.json()))
             none = client.post("/v1/classify", files=[("picture", ("a.png", RED))])
             answers.append(("no image field", none.status_code, 400, none.json()))
         wrong = [(n, got, want) for n, got, want, _ in answers if got != want]

@@ -90,6 +90,18 @@ async def test_more_files_than_the_limit_is_the_projects_413(client: httpx.Async
     }
 
 
+async def test_more_fields_than_the_limit_is_the_projects_413(client: httpx.AsyncClient) -> None:
+    fields = {f"note{i}": "x" for i in range(65)}
+    response = await client.post(
+        "/v1/classify", data=fields, files={"image": ("a.png", RED, "image/png")}
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "a multipart body holds at most 64 fields (POLYPSERVE_MAX_FORM_FIELDS)",
+        "limit": 64,
+    }
+
+
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/classify",
