@@ -68,10 +68,12 @@ class VideoFile:
         if context.width <= 0 or context.height <= 0:
             raise InvalidInputError(f"{self.name}: the video stream has no frame size")
         self.limits.check_size(self.name, context.width, context.height)
+        # FFmpeg's guess (as its own command line takes it): a raw H.264 stream's average
+        # rate is a default of 25 where the guess reads the stream's timing.
         rate = (
             Fraction(fps).limit_denominator(1001)
             if fps
-            else stream.average_rate or stream.guessed_rate
+            else stream.guessed_rate or stream.average_rate
         )
         if not rate or rate <= 0:
             raise InvalidInputError(f"{self.name} says no frame rate; give one with --fps")

@@ -9,6 +9,7 @@ to the very pixels the in-process analysis reads.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from typing import Any
@@ -47,13 +48,16 @@ class RemoteAnalyzer:
     def __init__(self, url: str, params: StreamParams, api_key: str | None = None) -> None:
         self.url = stream_url(url, params)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._exit = contextlib.ExitStack()
         try:
-            self._ws = connect(self.url, max_size=None, additional_headers=headers)
+            self._ws = self._exit.enter_context(
+                connect(self.url, max_size=None, additional_headers=headers)
+            )
         except (OSError, WebSocketException) as exc:
             raise NotReadyError(f"cannot open the stream at {self.url}: {exc}") from None
         ready = self._receive()
         if ready.get("type") != "ready":
-            self._ws.close()
+            self.close()
             raise InvalidParameterError(f"the service refused the stream: {ready.get('error')}")
         self.model_info = ready["model"]
         self.smoothing = ready["smoothing"]
@@ -91,7 +95,7 @@ class RemoteAnalyzer:
         return list(report["tracks"])
 
     def close(self) -> None:
-        self._ws.close()
+        self._exit.close()
 
     def _send(self, message: bytes | str) -> None:
         try:
