@@ -4,7 +4,8 @@ The header is read and checked at open: a file FFmpeg cannot read, one without a
 or with a codec it has no decoder for, a frame size or a duration over the limits, each is a
 clear error before any frame is decoded. Decoding errors later on (a file cut short behind a
 valid header) and timestamps past the duration limit (a header may say nothing) stop the
-iteration with an error naming the frame.
+iteration with an error naming the frame, and so does a file whose index lists more frames than
+it holds.
 """
 
 from __future__ import annotations
@@ -116,6 +117,12 @@ class VideoFile:
             ) from None
         if index == 0:
             raise InvalidInputError(f"{self.name} has no frames")
+        # Frame threads end a file cut short behind its index quietly: the index tells.
+        if self.stream.frames and index < self.stream.frames:
+            raise InvalidInputError(
+                f"{self.name} is corrupt or truncated at frame {index} (its index lists "
+                f"{self.stream.frames})"
+            )
 
     def close(self) -> None:
         self._container.close()
