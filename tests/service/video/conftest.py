@@ -5,8 +5,9 @@ uvicorn serving it."""
 from __future__ import annotations
 
 import csv
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,19 +42,23 @@ def sequence_frames(sequence: str = SEQUENCE) -> list[Path]:
 
 def write_video(
     path: Path,
-    frames: list[np.ndarray],
+    frames: Iterable[np.ndarray],
     rate: int = 30,
     codec: str = "libx264",
     container: str | None = None,
     options: dict[str, str] | None = None,
+    codec_options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode (h, w, 3) uint8 frames; with no frame, a file with a video stream and none."""
-    height, width = frames[0].shape[:2] if frames else (48, 64)
+    """Encode (h, w, 3) uint8 frames, one at a time; with no frame, a file with a video stream
+    and none. ``options`` go to the muxer, ``codec_options`` to the encoder."""
+    frames = iter(frames)
+    first = next(frames, None)
+    height, width = first.shape[:2] if first is not None else (48, 64)
     with av.open(str(path), "w", format=container, options=options or {}) as output:
-        stream = output.add_stream(codec, rate=Fraction(rate))
+        stream = output.add_stream(codec, rate=Fraction(rate), options=codec_options or {})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         output.start_encoding()
-        for pixels in frames:
+        for pixels in itertools.chain([first] if first is not None else [], frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 output.mux(packet)
         for packet in stream.encode(None):
