@@ -64,7 +64,7 @@ class VideoFile:
         if context is None:
             raise UnsupportedMediaTypeError(
                 f"{self.name}: its video codec is not supported (no decoder for it in the "
-                f"FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))} PyAV bundles)"
+                f"FFmpeg {av.ffmpeg_version_info} that PyAV bundles)"
             )
         if context.width <= 0 or context.height <= 0:
             raise InvalidInputError(f"{self.name}: the video stream has no frame size")

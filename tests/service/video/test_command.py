@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from tests.service.video.conftest import gradient, write_video
+from tests.service.video.conftest import decode_video, gradient, sequence_frames, write_video
 
 
 def _bad_inputs(tmp_path: Path, cvc_video: Path) -> dict[str, tuple[Path, str]]:
@@ -108,3 +108,29 @@ def test_analyze_prints_the_report_and_a_summary_line(
     report = json.loads(captured.out)
     assert report["input"]["frames"] == 25 and report["output"] is None
     assert captured.err.startswith("25 frames in ") and "real time" in captured.err
+
+
+def test_analyze_a_folder_writes_the_video_report_and_thumbnails(
+    detector_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in sequence_frames()[:12]:
+        (frames / path.name).symlink_to(path)
+    out, report, best = tmp_path / "a.mp4", tmp_path / "r.json", tmp_path / "best"
+    outputs = ["--out", str(out), "--report", str(report), "--thumbnails", str(best)]
+    assert (
+        main(["analyze", str(frames), *outputs, "--fps", "25", "--models-dir", str(detector_repo)])
+        == 0
+    )
+    assert f"wrote {out}, {report}, {best}" in capsys.readouterr().err
+    written = json.loads(report.read_text())
+    assert written["input"] | {"path": ""} == {"path": "", "kind": "images", "container": "images",
+        "codec": "png", "width": 384, "height": 288, "fps": 25.0, "duration_s": 0.48,
+        "frames": 12}  # fmt: skip
+    stream, decoded = decode_video(out)
+    assert stream.codec_context.name == "h264" and stream.average_rate == 25
+    assert len(decoded) == 12 and decoded[0].shape == (288, 384, 3)
+    assert written["tracks"] and sorted(p.name for p in best.iterdir()) == [
+        f"track-{t['track_id']:03d}.jpg" for t in written["tracks"]
+    ]
