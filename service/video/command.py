@@ -60,11 +60,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # an output that cannot be written
         print(f"polypserve analyze: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # a POLYPSERVE_* setting out of its range
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        print(f"polypserve analyze: setting {where}: {error['msg']}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        print("polypserve analyze: interrupted", file=sys.stderr)
         return 130
-    text = json.dumps(report, indent=2)
     if args.report is None:
-        print(text)
+        print(json.dumps(report, indent=2))
     speed, totals = report["processing"], report["totals"]
     written = [str(p) for p in (args.out, args.report, args.thumbnails) if p is not None]
     print(

@@ -98,21 +98,19 @@ def run_analysis(
 ) -> dict[str, Any]:
     """Analyse every frame of ``source``; write the annotated ``video`` and the best-view
     ``thumbnails`` when given; return the report."""
-    report, views = ReportBuilder(source.info), BestViews()
+    report = ReportBuilder(source.info)
+    views = BestViews() if thumbnails is not None else None
     started = time.perf_counter()
-    output = None
-    if video is None:
-        _analyze_frames(source, analyzer, None, report, views if thumbnails else None, on_frame)
-    else:
-        writer = VideoWriter(video, source.info)
-        try:
-            with writer:
-                _analyze_frames(
-                    source, analyzer, writer, report, views if thumbnails else None, on_frame
-                )
-        except BaseException:
+    writer = VideoWriter(video, source.info) if video is not None else None
+    try:
+        with writer or contextlib.nullcontext():
+            _analyze_frames(source, analyzer, writer, report, views, on_frame)
+    except BaseException:
+        if video is not None:
             video.unlink(missing_ok=True)
-            raise
+        raise
+    output = None
+    if writer is not None:
         output = {"path": str(video), "codec": "h264", "width": writer.width,
                   "height": writer.height, "fps": round(float(writer.rate), 3),
                   "frames": writer.frames}  # fmt: skip
@@ -130,7 +128,7 @@ def run_analysis(
         analyzer.smoothing,
         {**analyzer.processing, **speed},
         output,
-        views.write(thumbnails) if thumbnails is not None else None,
+        views.write(thumbnails) if views is not None and thumbnails is not None else None,
     )
 
 

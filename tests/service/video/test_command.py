@@ -96,8 +96,12 @@ def test_analyze_refuses_bad_parameters_and_a_model_it_cannot_find(
     assert "no model 'polyp-segmenter' in the repository" in capsys.readouterr().err
     assert main([*base, "--out", str(cvc_video)]) == 1
     assert "--out would overwrite the input" in capsys.readouterr().err
-    assert main(["analyze", str(cvc_video), "--url", "http://127.0.0.1:9"]) == 1
+    assert main([*base, "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot open the stream at ws://127.0.0.1:9/v1/stream" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POLYPSERVE_MAX_VIDEO_PIXELS", "-1")
+        assert main(base) == 1
+    assert "setting max_video_pixels: Input should be greater than 0" in capsys.readouterr().err
 
 
 def test_analyze_prints_the_report_and_a_summary_line(
