@@ -11,6 +11,7 @@ import av
 import numpy as np
 from av.video.stream import VideoStream
 
+from service.errors import PolypServeError
 from service.video.source import InputInfo, SourceFrame
 
 CODEC = "libx264"
@@ -24,6 +25,8 @@ CRF = "23"
 
 class VideoWriter:
     def __init__(self, path: Path, info: InputInfo) -> None:
+        if CODEC not in av.codecs_available:  # a PyAV built on an FFmpeg without it
+            raise PolypServeError(f"this PyAV's FFmpeg {av.ffmpeg_version_info} has no {CODEC}")
         # 4:2:0 needs even sides: an odd one gets a black row or column at its end.
         self.width, self.height = info.width + info.width % 2, info.height + info.height % 2
         self.rate = info.rate

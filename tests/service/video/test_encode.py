@@ -17,6 +17,11 @@ def _info(width: int, height: int, rate: Fraction) -> InputInfo:
     return InputInfo("in", "images", "images", "png", width, height, rate, None, None)
 
 
+def test_the_bundled_ffmpeg_encodes_h264_with_libx264() -> None:
+    assert "libx264" in av.codecs_available
+    assert av.Codec("libx264", "w").name == "libx264"
+
+
 def test_frames_are_written_as_h264_at_the_input_rate_and_an_odd_size_is_padded(
     tmp_path: Path,
 ) -> None:
