@@ -1,4 +1,5 @@
-"""The ``polypserve`` command: ``serve`` the models; ``models`` lists and validates a repository."""
+"""The ``polypserve`` command: ``serve`` the models; ``models`` lists and validates a repository;
+``analyze`` runs the detector and the stream's tracker over a recorded video."""
 
 from __future__ import annotations
 
@@ -36,7 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         "key); default: POLYPSERVE_ADMIN_KEY",
     )
 
+    analyze = commands.add_parser(
+        "analyze",
+        help="detect and track polyps in a recorded video; write an annotated copy and a report",
+    )
+    from service.video import command as video_command
+
+    video_command.add_arguments(analyze)
+
     args = parser.parse_args(argv)
+    if args.command == "analyze":
+        return video_command.run(args)
     if args.command == "repository":
         return _control(args.action, args.name, args.url, os.environ.get(args.key_env))
     flags = {

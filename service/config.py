@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     # Seconds a session may go without a message from its client (a ping answered is not one)
     # before it gets its report and a 1001 close: idle clients cannot hold the sessions.
     stream_idle_timeout_s: float = Field(60.0, gt=0.0)
+    # Recorded videos (polypserve analyze): pixels per frame (4K UHD) and length. A
+    # colonoscopy recording lasts well under an hour; the work and the annotated copy grow
+    # with both, so a file past them is refused before any frame is decoded.
+    max_video_pixels: int = Field(3840 * 2160, gt=0)
+    max_video_duration_s: float = Field(2 * 3600.0, gt=0.0)
 
     @model_validator(mode="after")
     def _model_control_needs_an_admin_key(self) -> Settings:

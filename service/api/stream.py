@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from service.config import Settings
@@ -24,50 +24,13 @@ from service.metrics import ServiceMetrics, observe_stream_message
 from service.parsing import parse_json
 from service.repository.registry import Registry
 from service.stream.framing import parse_frame_message
+from service.stream.params import StreamParams, resolve_options
 from service.stream.session import StreamSession
-from service.stream.tracking import SmoothingConfig
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
 POLICY_VIOLATION, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1013, 1001
-
-
-class StreamParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None
-    version: int | None = Field(None, ge=1)
-    iou_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    max_detections: int | None = Field(None, ge=1, le=1000)
-    # Smoothing, see service.stream.tracking; score_threshold is the switch-on threshold.
-    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    off_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    min_hits: int | None = None
-    window: int | None = None
-    max_misses: int | None = None
-    match_iou: float | None = None
-    match_distance: float | None = None
-    box_alpha: float | None = None
-
-
-def _smoothing(params: StreamParams, default_on: float) -> SmoothingConfig:
-    on = default_on if params.score_threshold is None else params.score_threshold
-    given = {
-        name: getattr(params, name)
-        for name in (
-            "off_threshold",
-            "min_hits",
-            "window",
-            "max_misses",
-            "match_iou",
-            "match_distance",
-            "box_alpha",
-        )
-        if getattr(params, name) is not None
-    }
-    given.setdefault("off_threshold", min(on, SmoothingConfig().off_threshold))
-    return SmoothingConfig(on_threshold=on, **given)
 
 
 @router.websocket("/v1/stream")
@@ -84,8 +47,7 @@ async def stream(websocket: WebSocket) -> None:
         params = StreamParams.model_validate(query)
         model = registry.for_task("detection", params.model, params.version)
         assert model.manifest is not None
-        defaults = model.manifest.defaults
-        smoothing = _smoothing(params, defaults.score_threshold)
+        options = resolve_options(params, model.manifest.defaults)
     except (ValidationError, PolypServeError) as exc:
         message = exc.message if isinstance(exc, PolypServeError) else _first_error(exc)
         await websocket.send_json({"type": "error", "error": message})
@@ -106,9 +68,9 @@ async def stream(websocket: WebSocket) -> None:
 
     session = StreamSession(
         model,
-        smoothing,
-        defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold,
-        params.max_detections or defaults.max_detections,
+        options.smoothing,
+        options.iou_threshold,
+        options.max_detections,
         settings.max_image_pixels,
         send,
         close,
@@ -124,7 +86,7 @@ async def stream(websocket: WebSocket) -> None:
             {
                 "type": "ready",
                 "model": {"name": model.name, "version": model.version},
-                "smoothing": smoothing.model_dump(),
+                "smoothing": options.smoothing.model_dump(),
                 "max_frame_bytes": settings.max_frame_bytes,
             }
         )

@@ -92,6 +92,13 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
+def open_decoded(image: Image.Image) -> OpenedImage:
+    """Pixels already decoded in memory (a video frame), as ``open_image`` opens bytes: what
+    ``load_rgb`` then makes of them (closing the image) is what it makes of the same pixels
+    sent as a PNG."""
+    return OpenedImage(image, image.width, image.height, transposed=False)
+
+
 def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> DecodedImage:
     """Decode to upright RGB, resized (bilinear) to ``size`` (width, height) when given.
 
@@ -108,9 +115,11 @@ def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> Decode
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            # each full-size step closes the one before: a frame is held about once at a time
-            upright = _replacing(image, ImageOps.exif_transpose(image) or image)
-            rgb = _replacing(upright, _to_rgb(upright))
+            # In place: an upright image (nearly every frame) is not copied at full size, and a
+            # rotated one replaces its own pixels; each later full-size step closes the one
+            # before, so a frame is held about once at a time.
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = _replacing(image, _to_rgb(image))
             if size is not None and rgb.size != size:
                 rgb = _replacing(rgb, rgb.resize(size, Image.Resampling.BILINEAR))
             pixels = np.asarray(rgb, dtype=np.uint8)

@@ -64,12 +64,12 @@ class SessionStats:
             "duration_s": round(elapsed, 3),
             "processed_fps": round(self.processed / elapsed, 3) if elapsed > 0 else 0.0,
             "latency_ms": percentiles,
-            "tracks": [_track_summary(t) for t in tracks],
+            "tracks": [summarize_track(t) for t in tracks],
             "alerts": sum(1 for t in tracks if t.first_visible_frame is not None),
         }
 
 
-def _track_summary(track: Track) -> dict[str, Any]:
+def summarize_track(track: Track) -> dict[str, Any]:
     shown = track.first_visible_frame
     return {
         "track_id": track.track_id,

@@ -23,24 +23,18 @@ import numpy as np
 from anyio import CapacityLimiter, to_thread
 
 from service.dataplane.imaging import open_image
-from service.dataplane.predict import (
-    format_detections,
-    infer,
-    label_of,
-    prepare_batch,
-    round_box,
-    round_score,
-)
-from service.dataplane.tasks.detection import select_detections
-from service.dataplane.tasks.geometry import Placement, boxes_to_image
+from service.dataplane.predict import infer, prepare_batch
+from service.dataplane.tasks.geometry import Placement
 from service.dataplane.timing import StageTimer, complete
 from service.errors import PolypServeError
 from service.repository.model_version import ModelVersion
 from service.scheduling.pixel_budget import PixelBudget
+from service.stream.frame_results import FrameTracker
 from service.stream.framing import FramePayload
+from service.stream.params import StreamOptions
 from service.stream.report import SessionStats
 from service.stream.slots import LatestSlot, MovingMean
-from service.stream.tracking import SmoothingConfig, Tracker
+from service.stream.tracking import SmoothingConfig
 
 logger = logging.getLogger(__name__)
 # Seconds a frame waits for room in the decoded-pixel budget before it is an error.
@@ -78,9 +72,10 @@ class StreamSession:
         pixels: PixelBudget,
     ) -> None:
         self.model = model
-        self.smoothing = smoothing
-        self.iou_threshold = iou_threshold
-        self.max_detections = max_detections
+        assert model.manifest is not None
+        self.frames = FrameTracker(
+            model.manifest, StreamOptions(smoothing, iou_threshold, max_detections)
+        )
         self.max_pixels = max_pixels
         self._send = send
         self._close = close
@@ -94,7 +89,6 @@ class StreamSession:
         self._infer_idle = asyncio.Event()
         self._infer_idle.set()
         self._decode_time, self._infer_time = MovingMean(), MovingMean()
-        self.tracker = Tracker(smoothing)
         self.stats = SessionStats()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -151,8 +145,7 @@ class StreamSession:
             self._decoded.put(decoded)  # empty: the inference stage took the previous one
 
     async def _infer_stage(self) -> None:
-        assert self.model.manifest is not None and self.model.manifest.detection is not None
-        decoding = self.model.manifest.detection
+        assert self.model.manifest is not None
         input_name = self.model.manifest.inputs[0].name
         while True:
             self._infer_idle.set()
@@ -165,16 +158,13 @@ class StreamSession:
             try:
                 outputs = await infer(self.model, {input_name: item.batch}, timer)
                 with timer.stage("postprocess"):
-                    boxes, scores, class_ids = select_detections(
-                        outputs[decoding.boxes_output][0],
-                        outputs[decoding.scores_output][0],
-                        self.smoothing.off_threshold,
-                        self.iou_threshold,
-                        self.max_detections,
-                    )
-                    boxes = boxes_to_image(boxes, item.placement)
-                    tracks = self.tracker.update(item.frame.index, boxes, scores, class_ids)
-                    result = self._result(item, boxes, scores, class_ids, tracks)
+                    tracked = self.frames.track(item.frame.index, outputs, item.placement)
+                    result = {
+                        "type": "result",
+                        **self._echo(item.frame),
+                        **tracked,
+                        "dropped": self.stats.take_dropped_since_result(),
+                    }
             except Exception as exc:
                 await self._frame_failed(item.frame, exc)
                 continue
@@ -184,37 +174,6 @@ class StreamSession:
             result["timing_ms"] = {**complete(self.model, timer), "total": round(total_ms, 3)}
             self.stats.record_result(total_ms, bool(result["tracks"]))
             await self._send(result)
-
-    def _result(
-        self,
-        item: DecodedFrame,
-        boxes: np.ndarray,
-        scores: np.ndarray,
-        class_ids: np.ndarray,
-        tracks: list[Any],
-    ) -> dict[str, Any]:
-        labels = self.model.manifest.labels if self.model.manifest else []
-        shown = scores >= self.smoothing.on_threshold
-        return {
-            "type": "result",
-            **self._echo(item.frame),
-            "image": {"width": item.placement.image_width, "height": item.placement.image_height},
-            "detections": format_detections(labels, boxes[shown], scores[shown], class_ids[shown]),
-            "tracks": [
-                {
-                    "track_id": t.track_id,
-                    "box": round_box(t.box),
-                    "score": round_score(t.score),
-                    "label": label_of(labels, t.class_id),
-                    "class_id": t.class_id,
-                    "age": item.frame.index - t.first_frame + 1,
-                    "hits": int(sum(t.hits)),
-                }
-                for t in tracks
-                if t.visible
-            ],
-            "dropped": self.stats.take_dropped_since_result(),
-        }
 
     async def _frame_failed(self, frame: Frame, exc: Exception) -> None:
         """One frame failed: tell the client and go on with the next one."""
@@ -234,4 +193,4 @@ class StreamSession:
         }
 
     def report(self) -> dict[str, Any]:
-        return self.stats.report(self.tracker.all_tracks())
+        return self.stats.report(self.frames.all_tracks())

@@ -224,9 +224,9 @@ def test_session_cap_closes_with_1013_and_a_disconnect_leaves_nothing(tiny_repo:
 def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
     tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.stream import session as session_module
+    from service.stream import frame_results
 
-    real = session_module.select_detections
+    real = frame_results.select_detections
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -235,7 +235,7 @@ def test_an_exception_in_one_frame_is_an_error_and_the_session_goes_on(
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(session_module, "select_detections", flaky)
+    monkeypatch.setattr(frame_results, "select_detections", flaky)
     app = create_app(Settings(models_dir=tiny_repo))
     with TestClient(app) as client, in_process_stream(client, "") as stream:
         stream.receive()

@@ -45,3 +45,13 @@ def test_serve_refuses_to_start_without_cuda_when_a_gpu_is_required(
     assert f"POLYPSERVE_REQUIRE_GPU is set but CUDA is unavailable: {reason}" in (
         capsys.readouterr().err
     )
+
+
+def test_analyze_is_a_command_and_a_bad_input_is_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command itself: tests/service/video/test_command.py.
+    missing = tmp_path / "missing.mp4"
+    assert main(["analyze", str(missing)]) == 1
+    message = f"{missing} is neither a video file nor a folder of images"
+    assert capsys.readouterr().err == f"polypserve analyze: {message}\n"

@@ -1,0 +1,70 @@
+"""A stream session's parameters: the query of ``WS /v1/stream`` and what they resolve to.
+
+Every client of the tracker resolves them here, so a recorded video analysed in process
+(``polypserve analyze``) runs with exactly the thresholds and smoothing a live session would
+get from the same query and the model's manifest defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.repository.manifest import ServingDefaults
+from service.stream.tracking import SmoothingConfig
+
+_SMOOTHING_FIELDS = (
+    "off_threshold",
+    "min_hits",
+    "window",
+    "max_misses",
+    "match_iou",
+    "match_distance",
+    "box_alpha",
+)
+
+
+class StreamParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    version: int | None = Field(None, ge=1)
+    iou_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    max_detections: int | None = Field(None, ge=1, le=1000)
+    # Smoothing, see service.stream.tracking; score_threshold is the switch-on threshold.
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    off_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    min_hits: int | None = None
+    window: int | None = None
+    max_misses: int | None = None
+    match_iou: float | None = None
+    match_distance: float | None = None
+    box_alpha: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What a session runs with once the query is merged with the model's defaults."""
+
+    smoothing: SmoothingConfig
+    iou_threshold: float
+    max_detections: int
+
+
+def resolve_options(params: StreamParams, defaults: ServingDefaults) -> StreamOptions:
+    """Raises pydantic's ``ValidationError`` when the smoothing does not hold together."""
+    on = defaults.score_threshold if params.score_threshold is None else params.score_threshold
+    given = {
+        name: getattr(params, name)
+        for name in _SMOOTHING_FIELDS
+        if getattr(params, name) is not None
+    }
+    given.setdefault("off_threshold", min(on, SmoothingConfig().off_threshold))
+    return StreamOptions(
+        smoothing=SmoothingConfig(on_threshold=on, **given),
+        iou_threshold=(
+            defaults.iou_threshold if params.iou_threshold is None else params.iou_threshold
+        ),
+        max_detections=params.max_detections or defaults.max_detections,
+    )

@@ -1,0 +1,103 @@
+"""In-process analysis of recorded frames, with the service's own code end to end.
+
+The detection model is loaded by the repository code (``Registry``: the manifest checked
+against the graph, the providers, the warm-up), each frame is prepared by the data plane as
+``/v1/stream`` prepares a frame sent to it (a folder's image bytes as they are, a video frame's
+pixels as their PNG would be), and the outputs become tracks through the stream's own
+``FrameTracker`` with the parameters a session resolves from the same query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.dataplane.imaging import open_decoded, open_image
+from service.dataplane.predict import prepare_batch
+from service.dataplane.tasks.geometry import Placement
+from service.dataplane.timing import StageTimer
+from service.errors import ModelNotFoundError
+from service.repository.manifest import MANIFEST_FILE, Manifest
+from service.repository.model_version import ModelVersion
+from service.repository.registry import Registry, discover
+from service.stream.frame_results import FrameTracker
+from service.stream.params import StreamParams, resolve_options
+from service.stream.report import summarize_track
+from service.video.source import SourceFrame
+
+Prepared = tuple[np.ndarray, Placement]
+
+
+def load_detector(settings: Settings, name: str | None, version: int | None) -> ModelVersion:
+    """The detection model a stream session would get for ``name`` and ``version``; only that
+    model's versions are loaded."""
+    name = name or settings.default_models.get("detection") or _only_detection_model(settings)
+    registry = Registry(settings)
+    registry.reload(name)
+    return registry.for_task("detection", name, version)
+
+
+def _only_detection_model(settings: Settings) -> str:
+    names = []
+    for name, versions in discover(settings.models_dir).items():
+        for path in versions.values():
+            try:
+                manifest = Manifest.read(path / MANIFEST_FILE)
+            except (OSError, ValidationError):
+                continue  # the registry says why when this model is asked for
+            if manifest.task == "detection":
+                names.append(name)
+                break
+    if not names:
+        raise ModelNotFoundError(f"no detection model in {settings.models_dir}")
+    if len(names) > 1:
+        raise ModelNotFoundError(
+            f"several detection models in {settings.models_dir} ({', '.join(sorted(names))}); "
+            "name one with --model",
+            models=sorted(names),
+        )
+    return names[0]
+
+
+class LocalAnalyzer:
+    """Frames in, the stream's per-frame results out, in this process."""
+
+    def __init__(self, model: ModelVersion, params: StreamParams, max_pixels: int) -> None:
+        assert model.manifest is not None and model.session is not None
+        self.model, self.session, self.max_pixels = model, model.session, max_pixels
+        options = resolve_options(params, model.manifest.defaults)
+        self.model_info = {"name": model.name, "version": model.version}
+        self.processing = {"mode": "in-process", "providers": list(model.session.providers)}
+        self.smoothing = options.smoothing.model_dump()
+        self._frames = FrameTracker(model.manifest, options)
+        self._input_name = model.manifest.inputs[0].name
+        self._output_names = model.manifest.output_names()
+
+    def prepare(self, frame: SourceFrame) -> Prepared:
+        """Decode, resize and normalise: thread-safe, run ahead of ``analyze``."""
+        if frame.data is not None:
+            opened = open_image(frame.data, max_pixels=self.max_pixels)
+        else:
+            opened = open_decoded(Image.fromarray(frame.rgb))
+        batch, (placement,) = prepare_batch(self.model, [opened], StageTimer())
+        return batch, placement
+
+    def analyze(self, frame: SourceFrame, prepared: Prepared) -> dict[str, Any]:
+        """Inference and tracking: frames in order, one at a time."""
+        batch, placement = prepared
+        outputs = self.session.run({self._input_name: batch}, self._output_names)
+        tracked = self._frames.track(
+            frame.index, dict(zip(self._output_names, outputs, strict=True)), placement
+        )
+        return {"frame_index": frame.index, "timestamp": frame.time_s, **tracked}
+
+    def track_summaries(self) -> list[dict[str, Any]]:
+        """Every track, shown or not, as the stream's session report lists them."""
+        return [summarize_track(track) for track in self._frames.all_tracks()]
+
+    def close(self) -> None:
+        pass
