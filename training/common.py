@@ -47,6 +47,9 @@ def parse_config(config: Any, description: str, argv: list[str] | None = None) -
         flag = "--" + field.name.replace("_", "-")
         default = getattr(config, field.name)
         if isinstance(default, bool):
+            # argparse reads any flag starting with --no- as False: --no-x could never set no_x
+            if field.name.startswith("no_"):
+                raise ValueError(f"name the switch for what it turns on, not {field.name}")
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str

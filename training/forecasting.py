@@ -86,8 +86,9 @@ class Config:
     # the airline model, ARIMA(0,1,1)(0,1,1), as the base of strongly seasonal monthly and
     # quarterly series (service.dataplane.tasks.seasonal); off: AR(p) for every series
     seasonal: bool = True
-    # no base at all: the LSTMs read zeros and a unit scale (the ablation's "LSTM alone")
-    no_base: bool = False
+    # --no-base: no base at all, the LSTMs read zeros and a unit scale (the ablation's "LSTM
+    # alone"). Named for what is on, as a "no_" field's --no- flag would switch it off.
+    base: bool = True
     # the share of the LSTMs' correction to the base's median that is served, chosen on the
     # validation origins
     correction: float = 0.25
@@ -116,8 +117,13 @@ class Config:
     dry_run: bool = False
 
     @property
+    def served_correction(self) -> float:
+        """Without a base there is nothing to anchor the median to: the LSTMs' output whole."""
+        return self.correction if self.base else 1.0
+
+    @property
     def ar_base(self) -> rolling_origin.ArBase:
-        if self.no_base:
+        if not self.base:
             return rolling_origin.ArBase(0)
         seasons = SEASON_LENGTHS if self.seasonal else ()
         return rolling_origin.ArBase(self.ar_history, self.ar_powers, seasons)
@@ -177,7 +183,7 @@ def train_origin(cfg: Config, all_series: dict[str, np.ndarray], bases, origin: 
         train_member(cfg, sets, device, cfg.seed + i, f"origin {origin} member {i}")
         for i in range(cfg.members)
     ]
-    return Ensemble([model for model, _ in trained], cfg.correction).eval(), trained[0][1]
+    return Ensemble([model for model, _ in trained], cfg.served_correction).eval(), trained[0][1]
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -289,7 +295,7 @@ def load_run(work_dir: Path, command: str):
         ckpt = loop.load_checkpoint(work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt"))
         saved = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
         run = Config(**saved)
-        model = Ensemble([new_member(run) for _ in range(run.members)], run.correction)
+        model = Ensemble([new_member(run) for _ in range(run.members)], run.served_correction)
         model.load_state_dict(ckpt["model"])
         models[origin] = model.eval()
         if origin == 0:

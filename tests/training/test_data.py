@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training import data
@@ -100,3 +101,24 @@ def test_to_input_matches_manifest_preprocessing() -> None:
     x = data.to_input(image, (4, 6), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     assert x.shape == (3, 4, 6) and x.dtype == np.float32
     np.testing.assert_allclose(x, 2.0)
+
+
+def test_a_config_switch_reads_as_its_flag_says() -> None:
+    import dataclasses
+
+    from training import common
+
+    @dataclasses.dataclass(frozen=True)
+    class Switches:
+        base: bool = True
+        export: bool = True
+
+    got = common.parse_config(Switches(), "", ["--no-base"])
+    assert (got.base, got.export) == (False, True)
+
+    @dataclasses.dataclass(frozen=True)
+    class Negated:
+        no_base: bool = False  # --no-base would set it False: refused
+
+    with pytest.raises(ValueError, match="no_base"):
+        common.parse_config(Negated(), "", ["--no-base"])

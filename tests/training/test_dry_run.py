@@ -287,6 +287,9 @@ def test_forecasting_scores_the_test_windows_of_a_finished_run_once(tmp_path: Pa
     assert "have not been scored" in (out_dir / "series-forecaster" / "README.md").read_text()
     lstm_dir = tmp_path / "lstm"  # the ablation's LSTM alone: no base, nothing shipped
     forecasting.main(["--dry-run", "--no-base", "--no-export", "--work-dir", str(lstm_dir)])
+    # with nothing to anchor the median to, the LSTMs' output is taken whole
+    ablation = forecasting.load_run(lstm_dir, "")[0]
+    assert {model.correction for model in ablation.values()} == {1.0}
     results = forecasting.main([*argv, "--weights", str(work_dir), "--evaluate-test",
                                 "--ablation-weights", str(lstm_dir)])  # fmt: skip
     manifest = Manifest.read(version_dir / MANIFEST_FILE)
