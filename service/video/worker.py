@@ -2,11 +2,12 @@
 time, through the in-process analysis (``run_analysis`` with ``LocalAnalyzer``) on the model
 version the service already loaded: the registry's session, shared with live traffic.
 
-Live traffic comes first (``service.scheduling.priority``): before each frame is prepared and
-before it is inferred, the job waits while live requests or stream frames are in flight, and
-the job's threads run at a lower niceness. Progress goes to ``job.json`` at most every
-PROGRESS_S. A cancellation (DELETE, or the service shutting down) is seen at the next frame and
-stops every stage of the pipeline; a job stopped by the shutdown is ``failed``, "interrupted".
+Live traffic comes first (``service.scheduling.priority``): before each frame is decoded,
+inferred and encoded (the pipeline's ``pause``), the job waits while live requests or stream
+frames are in flight, and the job's threads run at a lower niceness. Progress goes to
+``job.json`` at most every PROGRESS_S. A cancellation (DELETE, or the service shutting down) is
+seen at the next frame and stops every stage of the pipeline; a job stopped by the shutdown is
+``failed``, "interrupted".
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
 
 from service.config import Settings
 from service.errors import PolypServeError
@@ -34,9 +34,9 @@ from service.video.jobs import (
     JobStore,
     now,
 )
-from service.video.pipeline import Analyzer, run_analysis
+from service.video.pipeline import run_analysis
 from service.video.progress import Progress
-from service.video.source import SourceFrame, VideoLimits, open_source
+from service.video.source import VideoLimits, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -47,34 +47,6 @@ SHUTDOWN = "interrupted: the service shut down"
 
 class JobCancelledError(Exception):
     """The job was cancelled; raised at a frame boundary to stop the pipeline."""
-
-
-class YieldingAnalyzer:
-    """An analyzer that lets live work pass before each frame, and stops when cancelled."""
-
-    def __init__(self, inner: Analyzer, live: LiveWork, cancel: threading.Event) -> None:
-        self.inner, self.live, self.cancel = inner, live, cancel
-        self.model_info, self.smoothing = inner.model_info, inner.smoothing
-        self.processing = inner.processing
-
-    def prepare(self, frame: SourceFrame) -> Any:
-        self._yield()
-        return self.inner.prepare(frame)
-
-    def analyze(self, frame: SourceFrame, prepared: Any) -> dict[str, Any]:
-        self._yield()
-        return self.inner.analyze(frame, prepared)
-
-    def track_summaries(self) -> list[dict[str, Any]]:
-        return self.inner.track_summaries()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def _yield(self) -> None:
-        self.live.wait_until_quiet(self.cancel)
-        if self.cancel.is_set():
-            raise JobCancelledError
 
 
 class _Running:
@@ -207,14 +179,16 @@ class JobRunner:
                 self.store.save(record)
                 if self.store.cancel_asked(record.id):  # asked by another worker process
                     running.cancel.set()
+
+        def pause() -> None:  # in every stage, before each frame: live work first
+            self.live.wait_until_quiet(running.cancel)
             if running.cancel.is_set():
                 raise JobCancelledError
 
         try:
             params = StreamParams.model_validate(record.params)
-            inner = LocalAnalyzer(model, params, limits.max_pixels)
-            analyzer = YieldingAnalyzer(inner, self.live, running.cancel)
-            report = run_analysis(source, analyzer, partial, None, on_frame)
+            analyzer = LocalAnalyzer(model, params, limits.max_pixels)
+            report = run_analysis(source, analyzer, partial, None, on_frame, pause)
         finally:
             source.close()
         report["input"]["path"] = record.input.filename
