@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     # Seconds a session may go without a message from its client (a ping answered is not one)
     # before it gets its report and a 1001 close: idle clients cannot hold the sessions.
     stream_idle_timeout_s: float = Field(60.0, gt=0.0)
-    # Recorded videos (polypserve analyze): pixels per frame (4K UHD) and length. A
+    # Recorded videos (polypserve analyze, video jobs): pixels per frame (4K UHD) and length. A
     # colonoscopy recording lasts well under an hour; the work and the annotated copy grow
     # with both, so a file past them is refused before any frame is decoded.
     max_video_pixels: int = Field(3840 * 2160, gt=0)

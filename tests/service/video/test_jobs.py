@@ -9,7 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from service.config import Settings
 from service.errors import NotFoundError
 from service.schemas import VideoInputInfo, VideoJobProgress
 from service.video.jobs import (
@@ -179,3 +181,8 @@ def test_progress_reports_speed_over_the_last_seconds_and_the_time_left() -> Non
 )
 def test_upload_names_are_plain_and_stay_in_their_folder(given: str | None, name: str) -> None:
     assert safe_name(given) == name
+
+
+def test_an_upload_must_fit_the_job_store() -> None:
+    with pytest.raises(ValidationError, match="MAX_VIDEO_UPLOAD_BYTES must not be over"):
+        Settings(max_video_upload_bytes=2000, video_jobs_max_bytes=1000)
