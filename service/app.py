@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.video_jobs_error = f"the video job store cannot be used: {exc}"
             logger.error("%s", app.state.video_jobs_error)
             return None
-        interrupted = store.recover(settings.video_upload_timeout_s)
+        interrupted = store.recover()
         if interrupted:
             logger.warning("video jobs interrupted by the last stop: %s", ", ".join(interrupted))
         runner = JobRunner(store, registry, settings, live, metrics)

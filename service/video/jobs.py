@@ -140,20 +140,22 @@ class JobStore:
     def cancel_asked(self, job_id: str) -> bool:
         return (self.root / job_id / CANCEL_FILE).exists()
 
-    def recover(self, upload_timeout_s: float) -> list[str]:
-        """At start: jobs whose owner is gone fail as interrupted; uploads abandoned (older
-        than an upload may take) are removed. Returns the failed jobs' ids."""
+    def recover(self) -> list[str]:
+        """At start: jobs whose owner is gone fail as interrupted. Returns their ids."""
         failed = []
         for record in self.records():
             if record.state in ("queued", "running") and not owner_alive(record.owner):
                 self.finish(record, INTERRUPTED.format(state=record.state))
                 failed.append(record.id)
+        return failed
+
+    def remove_abandoned_uploads(self, upload_timeout_s: float) -> None:
+        """Uploads older than an upload may take were cut off (by a crash): remove them."""
         stale = time.time() - upload_timeout_s
         for folder in self.root.glob(f"{UPLOAD_PREFIX}*"):
             with contextlib.suppress(OSError):
                 if folder.stat().st_mtime < stale:
                     shutil.rmtree(folder, ignore_errors=True)
-        return failed
 
     def finish(self, record: JobRecord, error: str | None) -> JobRecord:
         """The job's last state: ``done``, or ``failed`` with ``error``; its upload goes."""
@@ -167,11 +169,7 @@ class JobStore:
         return done
 
     def usage_bytes(self) -> int:
-        total = 0
-        for path in self.root.rglob("*"):
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size if path.is_file() else 0
-        return total
+        return _size(self.root)
 
     def sweep(self, keep_s: float, max_kept: int, max_bytes: int, room: int = 0) -> list[str]:
         """Remove finished jobs, oldest first: past ``keep_s``, beyond ``max_kept``, and while
@@ -193,7 +191,11 @@ class JobStore:
 
 
 def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # removed meanwhile
+            total += path.stat().st_size if path.is_file() else 0
+    return total
 
 
 def _write(path: Path, record: JobRecord) -> None:

@@ -105,7 +105,9 @@ class JobRunner:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def sweep(self, room: int = 0) -> list[str]:
+        """Apply the retention limits, with ``room`` bytes to spare; returns the removed ids."""
         settings = self.settings
+        self.store.remove_abandoned_uploads(settings.video_upload_timeout_s)
         return self.store.sweep(
             settings.video_jobs_keep_s,
             settings.video_jobs_max_kept,
@@ -119,12 +121,15 @@ class JobRunner:
             try:
                 job_id = self._queue.get(timeout=SWEEP_S)
             except queue.Empty:
-                self.sweep()
-                continue
+                job_id = ""
             if job_id is None:
                 return
-            self._run(job_id)
-            self.sweep()
+            try:
+                if job_id:
+                    self._run(job_id)
+                self.sweep()
+            except Exception:  # the disk, say: the worker lives on for the next job
+                logger.exception("video job worker: %s", job_id or "sweep")
 
     def _run(self, job_id: str) -> None:
         try:

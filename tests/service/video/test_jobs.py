@@ -104,7 +104,8 @@ def test_after_a_stop_jobs_of_a_gone_process_fail_as_interrupted(tmp_path: Path)
     fresh = tmp_path / f"{UPLOAD_PREFIX}{'b' * 32}"
     stale.mkdir(), fresh.mkdir()
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    assert sorted(store.recover(upload_timeout_s=600)) == sorted([running.id, queued.id])
+    assert sorted(store.recover()) == sorted([running.id, queued.id])
+    store.remove_abandoned_uploads(upload_timeout_s=600)
     assert (
         store.load(running.id).error == "interrupted: the service stopped while the job was running"
     )
