@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from service.app import create_app
 from service.cli import main
 from service.config import Settings
 from service.video.jobs import JOB_FILE, UPLOAD_PREFIX
+from tests.conftest import LiveServer
 from tests.images import encode, solid_rgb
 from tests.service.video.conftest import (  # noqa: F401 - fixtures
     cvc_video,
@@ -356,3 +358,36 @@ async def test_a_job_reports_what_polypserve_analyze_reports_for_the_same_file(
         assert report[key] == analyze_report[key], key
     assert report["input"] == {**analyze_report["input"], "path": "upload"}
     assert report["processing"]["mode"] == "in-process"
+
+
+def test_a_real_process_stopped_or_killed_mid_job_reports_it_interrupted_after_restart(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    """uvicorn as deployed: SIGTERM drains and marks the job; SIGKILL leaves it running, and
+    the next start marks it."""
+    video = clip(tmp_path / "long.mp4", frames=3000)  # long enough to be stopped mid-way
+    jobs = {"POLYPSERVE_VIDEO_JOBS_DIR": str(tmp_path / "jobs")}
+    ids = []
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        server = LiveServer(tiny_repo, **jobs)
+        try:
+            server.wait_until_ready()
+            created = httpx.post(f"{server.url}/v1/videos", content=video.read_bytes(),
+                                 headers=MP4, timeout=30)  # fmt: skip
+            ids.append(created.json()["id"])
+            deadline = time.monotonic() + 30
+            while httpx.get(server.url + created.headers["location"]).json()["state"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            server.process.send_signal(stop)
+            server.process.wait(timeout=20)
+        finally:
+            server.stop()
+    server = LiveServer(tiny_repo, **jobs)
+    try:
+        server.wait_until_ready()
+        errors = [httpx.get(f"{server.url}/v1/videos/{i}").json()["error"] for i in ids]
+    finally:
+        server.stop()
+    assert errors == ["interrupted: the service shut down",
+                      "interrupted: the service stopped while the job was running"]  # fmt: skip
