@@ -25,7 +25,7 @@ from service.schemas import VideoInputInfo, VideoJobProgress
 from service.stream.params import StreamParams
 from service.video.jobs import JobRecord, JobStore, now, owner_alive
 from service.video.source import InputInfo, VideoLimits, open_source
-from service.video.upload import receive_video
+from service.video.upload import FORMATS, receive_video
 from service.video.worker import JobRunner
 
 RETRY_AFTER_S = 10  # a queued job or a full store clears as jobs end: a few seconds at least
@@ -115,7 +115,7 @@ class VideoJobs:
 
     def _probe(self, path: Path) -> InputInfo:
         limits = VideoLimits(self.settings.max_video_pixels, self.settings.max_video_duration_s)
-        source = open_source(path, limits)
+        source = open_source(path, limits, formats=FORMATS)
         source.close()
         return source.info
 

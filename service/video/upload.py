@@ -17,6 +17,9 @@ from starlette.requests import Request
 
 from service.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 
+# The FFmpeg demuxers an upload is read with: video containers and raw streams, never a
+# playlist (HLS, DASH, concat) or an image pattern, which would open other files of the server.
+FORMATS = "mov,matroska,avi,mpegts,mpeg,asf,mxf,flv,ogg,ivf,h264,hevc,m4v,mpegvideo,mjpeg"
 FIELD = "video"
 DEFAULT_NAME = "upload"
 WRITE_BYTES = 1024 * 1024  # written to disk in pieces of about this, off the event loop

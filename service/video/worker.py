@@ -37,6 +37,7 @@ from service.video.jobs import (
 from service.video.pipeline import run_analysis
 from service.video.progress import Progress
 from service.video.source import VideoLimits, open_source
+from service.video.upload import FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class JobRunner:
         limits = VideoLimits(settings.max_video_pixels, settings.max_video_duration_s)
         folder = self.store.root / record.id
         assert record.upload is not None
-        source = open_source(folder / record.upload, limits)
+        source = open_source(folder / record.upload, limits, formats=FORMATS)
         partial = folder / f"{VIDEO_FILE}.part"
         progress = Progress(record.input.frames)
         written = time.monotonic()

@@ -391,3 +391,25 @@ def test_a_real_process_stopped_or_killed_mid_job_reports_it_interrupted_after_r
         server.stop()
     assert errors == ["interrupted: the service shut down",
                       "interrupted: the service stopped while the job was running"]  # fmt: skip
+
+
+async def test_a_playlist_cannot_make_the_service_read_its_own_files(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    """FFmpeg reads the files an HLS or concat playlist names: an upload is read as a video
+    container or stream only."""
+    secret = write_video(tmp_path / "secret.ts", [gradient(64, 48)] * 5, container="mpegts")
+    playlists = {
+        "list.m3u8": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{secret}\n#EXT-X-ENDLIST\n",
+        "list.txt": "ffconcat version 1.0\nfile list.txt\n",
+    }
+    async with serving(tiny_repo, tmp_path / "jobs") as (_, http):
+        for name, text in playlists.items():
+            files = {"video": (name, text.encode(), "application/octet-stream")}
+            refused = await http.post("/v1/videos", files=files)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"].startswith(f"{name} is not a video FFmpeg can read")
+        mkv = write_video(tmp_path / "clip.mkv", [solid_rgb(64, 48, (220, 0, 0))] * 3,
+                          container="matroska")  # fmt: skip
+        files = {"video": ("clip.mkv", mkv.read_bytes(), "video/x-matroska")}
+        assert (await http.post("/v1/videos", files=files)).status_code == 202
