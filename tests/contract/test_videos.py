@@ -270,6 +270,9 @@ async def test_live_traffic_holds_jobs_back_and_a_full_queue_is_503(
                                  headers={"content-type": "image/png"})  # fmt: skip
         assert detect.status_code == 200
         assert (await http.get(first.headers["location"])).json()["progress"]["frames_done"] == 0
+        gauges = (await http.get("/metrics")).text
+        assert 'polypserve_video_jobs{state="running"} 1.0' in gauges
+        assert 'polypserve_video_jobs{state="queued"} 1.0' in gauges
         started = time.monotonic()
         assert (await http.delete(first.headers["location"])).status_code == 204
         assert time.monotonic() - started < 2.0  # a running job stops at its next frame
