@@ -25,19 +25,24 @@ from service.api import (
     stream,
     v2_models,
     v2_repository,
+    videos,
     viewer,
 )
 from service.api.auth import ApiKeyMiddleware
 from service.api.errors import install_error_handlers
-from service.api.limits import BodyLimitMiddleware, InFlightLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, InFlightLimitMiddleware, UploadLimit
 from service.config import Settings
 from service.logs import RequestIdMiddleware, configure_logging
 from service.metrics import MetricsMiddleware, ServiceMetrics, observe_batches
 from service.repository.model_version import ModelVersion
 from service.repository.registry import Registry
 from service.scheduling.pixel_budget import RELEASE_OVER_PIXELS, PixelBudget
+from service.scheduling.priority import LiveWork
 from service.server.lifecycle import LIFECYCLE
 from service.server.memory import keep_freed_memory
+from service.video.intake import VideoJobs
+from service.video.jobs import JobStore
+from service.video.worker import JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +58,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model.batcher.observers.append(observe_batches(metrics, model.name, model.version))
 
     registry = Registry(settings, on_loaded)
+    live = LiveWork()
 
     async def close_streams() -> None:
         await stream.close_all(app.state.stream_sessions, "server shutting down")
+
+    async def stop_video_jobs() -> None:
+        jobs: VideoJobs | None = app.state.video_jobs
+        if jobs is not None:
+            await to_thread.run_sync(jobs.runner.close)
+
+    def start_video_jobs() -> VideoJobs | None:
+        try:
+            store = JobStore(settings.video_jobs_dir)
+        except OSError as exc:  # live traffic serves all the same; the job routes say why
+            app.state.video_jobs_error = f"the video job store cannot be used: {exc}"
+            logger.error("%s", app.state.video_jobs_error)
+            return None
+        interrupted = store.recover()
+        if interrupted:
+            logger.warning("video jobs interrupted by the last stop: %s", ", ".join(interrupted))
+        runner = JobRunner(store, registry, settings, live, metrics)
+        runner.sweep()
+        runner.start()
+        return VideoJobs(store, runner, settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,12 +90,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.max_request_pixels, settings.max_decoded_pixels, RELEASE_OVER_PIXELS
         )
         await to_thread.run_sync(registry.load_all)
-        LIFECYCLE.hooks.append(close_streams)
+        app.state.video_jobs = await to_thread.run_sync(start_video_jobs)
+        LIFECYCLE.hooks.extend((close_streams, stop_video_jobs))
         try:
             yield
         finally:
             LIFECYCLE.hooks.remove(close_streams)
+            LIFECYCLE.hooks.remove(stop_video_jobs)
             await close_streams()
+            await stop_video_jobs()
             await registry.close()
 
     # /docs and /redoc load Swagger UI and ReDoc from the service, not a CDN: hospital networks
@@ -86,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.stream_sessions = set()
+    app.state.live_work = live
+    app.state.video_jobs = None
+    app.state.video_jobs_error = "video jobs start once the models are loaded"
     app.state.control_lock = asyncio.Lock()
     install_error_handlers(app)
     for router in (
@@ -96,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         v2_repository.router,
         v2_models.router,
         stream.router,
+        videos.router,
         viewer.router,
     ):
         app.include_router(router)
@@ -107,16 +140,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_timeout_s=settings.body_timeout_s,
         send_timeout_s=settings.send_timeout_s,
         json_limit=settings.max_json_body_bytes,
+        uploads={
+            videos.PATH: UploadLimit(
+                settings.max_video_upload_bytes,
+                settings.video_upload_timeout_s,
+                "POLYPSERVE_MAX_VIDEO_UPLOAD_BYTES",
+            )
+        },
     )
-    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight, live=live)
     app.add_middleware(ApiKeyMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],  # DELETE: a video job
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "Location"],  # Location: a new video job's
         )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -121,11 +122,34 @@ class Settings(BaseSettings):
     # Seconds a session may go without a message from its client (a ping answered is not one)
     # before it gets its report and a 1001 close: idle clients cannot hold the sessions.
     stream_idle_timeout_s: float = Field(60.0, gt=0.0)
-    # Recorded videos (polypserve analyze): pixels per frame (4K UHD) and length. A
+    # Recorded videos (polypserve analyze, video jobs): pixels per frame (4K UHD) and length. A
     # colonoscopy recording lasts well under an hour; the work and the annotated copy grow
     # with both, so a file past them is refused before any frame is decoded.
     max_video_pixels: int = Field(3840 * 2160, gt=0)
     max_video_duration_s: float = Field(2 * 3600.0, gt=0.0)
+    # Video jobs (POST /v1/videos): each job is a folder here with its upload, job.json, the
+    # report and the annotated video. Mount a volume on it to keep jobs across containers.
+    video_jobs_dir: Path = Path(tempfile.gettempdir()) / "polypserve-jobs"
+    # An upload is streamed to disk and refused (413) the moment it passes this, and must
+    # arrive within the timeout (408): a recording is far larger than an image.
+    max_video_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    video_upload_timeout_s: float = Field(900.0, gt=0.0)
+    # Jobs analysed at once (each in its own threads, below live traffic), jobs waiting (503
+    # with Retry-After past it), and what is kept of finished jobs: the oldest go first once
+    # past the count, the age or the disk budget (all of the store, uploads included).
+    video_job_workers: int = Field(1, gt=0)
+    video_jobs_max_queued: int = Field(8, gt=0)
+    video_jobs_max_kept: int = Field(100, gt=0)
+    video_jobs_keep_s: float = Field(24 * 3600.0, gt=0.0)
+    video_jobs_max_bytes: int = Field(20 * 1024**3, gt=0)
+
+    @model_validator(mode="after")
+    def _an_upload_fits_the_job_store(self) -> Settings:
+        if self.max_video_upload_bytes > self.video_jobs_max_bytes:
+            raise ValueError(
+                "POLYPSERVE_MAX_VIDEO_UPLOAD_BYTES must not be over POLYPSERVE_VIDEO_JOBS_MAX_BYTES"
+            )
+        return self
 
     @model_validator(mode="after")
     def _model_control_needs_an_admin_key(self) -> Settings:

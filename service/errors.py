@@ -4,9 +4,11 @@ PolypServeError (500)
 ├── InvalidInputError (400)          undecodable image, malformed body
 ├── UnauthorizedError (401)          no API key presented; comes with WWW-Authenticate
 ├── ForbiddenError (403)             a wrong key, or an inference key on an admin route
-├── ModelNotFoundError (404)         unknown model or version
+├── NotFoundError (404)              an unknown video job
+│   └── ModelNotFoundError (404)     unknown model or version
 ├── RequestTimeoutError (408)        the request body did not arrive in time
-├── WrongTaskError (409)             a model of another task than the route's
+├── ConflictError (409)              a video job's results asked for before it is done
+│   └── WrongTaskError (409)         a model of another task than the route's
 ├── PayloadTooLargeError (413)       body bytes, files, image pixels or values over the limits
 ├── UnsupportedMediaTypeError (415)  a body in a content type the route does not read
 ├── InvalidParameterError (422)      parameters outside what the model serves
@@ -50,16 +52,24 @@ class ForbiddenError(PolypServeError):
     status_code = 403
 
 
-class ModelNotFoundError(PolypServeError):
+class NotFoundError(PolypServeError):
     status_code = 404
+
+
+class ModelNotFoundError(NotFoundError):
+    pass
 
 
 class RequestTimeoutError(PolypServeError):
     status_code = 408
 
 
-class WrongTaskError(PolypServeError):
+class ConflictError(PolypServeError):
     status_code = 409
+
+
+class WrongTaskError(ConflictError):
+    pass
 
 
 class PayloadTooLargeError(PolypServeError):

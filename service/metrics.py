@@ -67,6 +67,18 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.video_jobs = Gauge(
+            "polypserve_video_jobs",
+            "Video jobs of this process queued or running.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.video_jobs_finished = Counter(
+            "polypserve_video_jobs_finished_total",
+            "Video jobs by how they ended: done, failed or cancelled.",
+            ["state"],
+            registry=self.registry,
+        )
         self.model_ready = Gauge(
             "polypserve_model_ready",
             "1 when the model version serves, else 0; labelled with its execution provider.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
@@ -153,6 +153,50 @@ class ModelInfo(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+
+
+VideoJobState = Literal["queued", "running", "done", "failed"]
+
+
+class VideoInputInfo(BaseModel):
+    """What the uploaded video's header says; ``frames`` and ``duration_s`` may be unknown."""
+
+    filename: str
+    bytes: int
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float | None
+    frames: int | None
+
+
+class VideoJobProgress(BaseModel):
+    frames_done: int = 0
+    frames_total: int | None = None  # the header's count, or its duration times its rate
+    percent: float | None = None
+    fps: float | None = None  # frames a second over the last few seconds
+    eta_s: float | None = None
+
+
+class VideoJobInfo(BaseModel):
+    id: str
+    state: VideoJobState
+    error: str | None = None  # why a job failed
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: ModelRef
+    params: dict[str, Any]  # the stream query parameters the job was given
+    input: VideoInputInfo
+    progress: VideoJobProgress
+    report_url: str | None = None  # once done
+    video_url: str | None = None
+
+
+class VideoJobList(BaseModel):
+    jobs: list[VideoJobInfo]
 
 
 class ErrorResponse(BaseModel):

@@ -4,6 +4,7 @@ live uvicorn process (contract tests run against both)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,11 +78,14 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        # Video jobs of their own: servers of one session never see each other's.
+        self.jobs_dir = Path(tempfile.mkdtemp(prefix="polypserve-jobs-"))
         environment = {
             **os.environ,
             "POLYPSERVE_INTRA_OP_THREADS": "1",
             "POLYPSERVE_SHUTDOWN_GRACE_S": "0",
             "POLYPSERVE_LOG_FORMAT": "text",
+            "POLYPSERVE_VIDEO_JOBS_DIR": str(self.jobs_dir),
             **env,
         }
         self.process = subprocess.Popen(
@@ -116,6 +120,7 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.jobs_dir, ignore_errors=True)
         return self.output()
 
 

@@ -5,15 +5,16 @@ rotated by listing old and new together) open every inference and catalogue rout
 configured those routes are open. Admin keys (``admin_keys``/``admin_keys_file``) also open model
 control (``/v2/repository/models/*``), which no inference key opens and which needs an admin key
 even when inference is open. A request presents a key as ``Authorization: Bearer <key>`` or
-``X-API-Key: <key>``; a WebSocket may also use the ``api_key`` query parameter, since browsers
-cannot set headers on one. Missing key: 401; wrong key, or an inference key on an admin route:
-403 (a WebSocket handshake is refused, which clients see as HTTP 403). Keys are compared in
-constant time.
+``X-API-Key: <key>``; a WebSocket and a video job's annotated video may also use the
+``api_key`` query parameter, since browsers set no headers on a WebSocket or on a ``<video>``'s
+requests. Missing key: 401; wrong key, or an inference key on an admin route: 403 (a WebSocket
+handshake is refused, which clients see as HTTP 403). Keys are compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
@@ -28,6 +29,7 @@ from service.errors import ForbiddenError, PolypServeError, UnauthorizedError
 _ALWAYS_OPEN = ("/v2/health/", "/static/")
 _OPEN_PAGES = {"/", "/demo", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/v2"}
 _ADMIN_PREFIX = "/v2/repository/models/"
+_MEDIA_PATH = re.compile(r"/v1/videos/[^/]+/annotated\.mp4")
 Access = Literal["open", "inference", "admin"]
 
 
@@ -101,6 +103,11 @@ def _matches(presented: bytes, keys: list[bytes]) -> bool:
     return matched
 
 
+def _is_media(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and bool(_MEDIA_PATH.fullmatch(path))
+
+
 def _presented_key(scope: Scope) -> bytes | None:
     headers: dict[bytes, bytes] = dict(scope["headers"])
     authorization = headers.get(b"authorization", b"")
@@ -108,7 +115,7 @@ def _presented_key(scope: Scope) -> bytes | None:
         return authorization[7:].strip()
     if b"x-api-key" in headers:
         return headers[b"x-api-key"].strip()
-    if scope["type"] == "websocket":
+    if scope["type"] == "websocket" or _is_media(scope):
         values = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("api_key")
         if values:
             return str(values[0]).encode()

@@ -29,6 +29,7 @@ from service.metrics import ServiceMetrics
 from service.repository.manifest import Task
 from service.repository.model_version import ModelVersion
 from service.repository.registry import Registry
+from service.video.intake import VideoJobs
 
 # Accepted as a raw body besides the image types: clients that do not label their bytes.
 _RAW_MEDIA_TYPES = SUPPORTED_MEDIA_TYPES | {"application/octet-stream"}
@@ -90,6 +91,15 @@ def image_call(task: Task) -> Callable[..., Awaitable[ImageCall]]:
     return dependency
 
 
+async def get_video_jobs(request: Request) -> VideoJobs:
+    """The video job store and runner; 503 until they started with the models, or when the
+    store cannot be used."""
+    jobs: VideoJobs | None = request.app.state.video_jobs
+    if jobs is None:
+        raise NotReadyError(request.app.state.video_jobs_error)
+    return jobs
+
+
 async def get_metrics(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
@@ -148,6 +158,7 @@ def _multipart_error(message: str, settings: Settings) -> PolypServeError:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+VideoJobsDep = Annotated[VideoJobs, Depends(get_video_jobs)]
 ClassifyCall = Annotated[ImageCall, Depends(image_call("classification"))]
 DetectCall = Annotated[ImageCall, Depends(image_call("detection"))]
 SegmentCall = Annotated[ImageCall, Depends(image_call("segmentation"))]

@@ -2,11 +2,13 @@
 
 A declared ``Content-Length`` over the limit is refused before the body is read; a body that
 arrives without one is counted as it streams and refused the moment it passes the limit.
+Uploads streamed to disk (a video job's) have their own limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,12 +16,26 @@ from service.api import forecast, images, v2_models
 from service.api.errors import error_response
 from service.errors import OverloadedError, PayloadTooLargeError, RequestTimeoutError
 from service.parsing import is_whole_number
+from service.scheduling.priority import LiveWork
 
 _SEND_CHUNK = 256 * 1024
 
 
-def _body_too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(f"request body is over the limit of {limit} bytes", limit=limit)
+@dataclass(frozen=True)
+class UploadLimit:
+    """A route whose body is streamed to disk: its size and arrival time limits, and the
+    setting that holds the size (named in the 413)."""
+
+    max_bytes: int
+    timeout_s: float
+    setting: str
+
+
+def _body_too_large(limit: int, setting: str | None = None) -> PayloadTooLargeError:
+    named = f" ({setting})" if setting else ""
+    return PayloadTooLargeError(
+        f"request body is over the limit of {limit} bytes{named}", limit=limit
+    )
 
 
 def _parsed_as_json(path: str, headers: dict[bytes, bytes]) -> bool:
@@ -45,12 +61,14 @@ class BodyLimitMiddleware:
         body_timeout_s: float,
         send_timeout_s: float,
         json_limit: int | None = None,
+        uploads: dict[str, UploadLimit] | None = None,
     ) -> None:
         self.app = app
         self.default_limit = max_body_bytes
         self.json_limit = min(json_limit or max_body_bytes, max_body_bytes)
         self.timeout = body_timeout_s
         self.send_timeout = send_timeout_s
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,15 +76,19 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         limit = self.json_limit if _parsed_as_json(scope["path"], headers) else self.default_limit
+        timeout, setting = self.timeout, None
+        upload = self.uploads.get(scope["path"]) if scope["method"] == "POST" else None
+        if upload is not None:
+            limit, timeout, setting = upload.max_bytes, upload.timeout_s, upload.setting
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if is_whole_number(declared) and int(declared) > limit:
-            await error_response(_body_too_large(limit))(scope, receive, send)
+            await error_response(_body_too_large(limit, setting))(scope, receive, send)
             return
         received = 0
         body_complete = False
         # The whole body must arrive by this deadline: a client trickling bytes cannot hold a
         # connection (and its memory) forever.
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        deadline = asyncio.get_running_loop().time() + timeout
 
         async def counting_receive() -> Message:
             nonlocal received, body_complete
@@ -78,12 +100,12 @@ class BodyLimitMiddleware:
                     message = await receive()
             except TimeoutError:
                 raise RequestTimeoutError(
-                    f"the request body did not arrive within {self.timeout:g} s"
+                    f"the request body did not arrive within {timeout:g} s"
                 ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _body_too_large(limit)
+                    raise _body_too_large(limit, setting)
                 body_complete = not message.get("more_body", False)
             return message
 
@@ -123,10 +145,11 @@ class InFlightLimitMiddleware:
     """Refuses inference requests beyond ``max_in_flight`` at once with 503 and Retry-After,
     before reading their bodies, so overload costs almost nothing."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+    def __init__(self, app: ASGIApp, max_in_flight: int, live: LiveWork | None = None) -> None:
         self.app = app
         self.limit = max_in_flight
         self.in_flight = 0
+        self.live = live or LiveWork()  # what background jobs yield to
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _is_inference(scope["path"]):
@@ -140,6 +163,7 @@ class InFlightLimitMiddleware:
             return
         self.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            with self.live.holding():
+                await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1

@@ -76,6 +76,7 @@ async def stream(websocket: WebSocket) -> None:
         close,
         websocket.app.state.decode_limiter,
         websocket.app.state.pixel_budget,
+        websocket.app.state.live_work,
     )
     sessions.add(session)
     metrics.stream_sessions.set(len(sessions))

@@ -1,5 +1,7 @@
 // Streams frames from a webcam, a video file or a set of images to WS /v1/stream and draws the
-// returned (smoothed) polyp boxes on a transparent canvas over the picture.
+// returned (smoothed) polyp boxes on a transparent canvas over the picture. A recording is
+// uploaded to POST /v1/videos instead: its progress is shown, then the annotated video plays
+// with the report's tracks beside it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -7,7 +9,8 @@ const overlay = $("overlay");
 const context = overlay.getContext("2d");
 const grab = document.createElement("canvas");
 const state = { socket: null, timer: null, frame: 0, images: [], encoding: false, answer: null,
-                results: [], dropped: 0, boxesDrawn: 0 };
+                results: [], dropped: 0, boxesDrawn: 0, job: null };
+const POLL_MS = 500;
 
 function frameMessage(blob, frameId, timestamp) {
   const header = new TextEncoder().encode(JSON.stringify({ frame_id: frameId, timestamp }));
@@ -132,7 +135,112 @@ function updateStats(result) {
   $("stat-tracks").textContent = String(result.tracks.length);
 }
 
+// ---- recordings: a job of the service ------------------------------------------------------
+
+// fetch with the API key as a header (only WebSockets and <video> need it in the URL); the
+// parsed JSON body, or an Error with the service's message.
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if ($("api-key").value) headers.set("X-API-Key", $("api-key").value);
+  const response = await fetch(path, { ...options, headers });
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
+  return { response, body };
+}
+
+function showProgress(job) {
+  const p = job.progress;
+  const bar = $("job-progress");
+  bar.hidden = false;
+  if (p.percent === null) bar.removeAttribute("value");
+  else bar.value = p.percent;
+  const done = p.frames_total ? `${p.frames_done}/${p.frames_total}` : String(p.frames_done);
+  const parts = [`${done} frames`];
+  if (p.fps !== null) parts.push(`${p.fps.toFixed(1)} fps`);
+  if (p.eta_s !== null) parts.push(`${Math.ceil(p.eta_s)} s left`);
+  $("stat-fps").textContent = p.fps === null ? "0.0" : p.fps.toFixed(1);
+  $("status").textContent = `${job.state}: ${p.percent === null ? "" : p.percent + "%, "}` +
+    parts.join(", ");
+}
+
+function showTracks(report) {
+  const video = $("recording");
+  const list = $("tracks");
+  list.replaceChildren();
+  for (const track of report.tracks) {
+    const button = document.createElement("button");
+    button.dataset.time = String(track.first_time_s);
+    button.textContent = `#${track.track_id} ${track.label}  ` +
+      `${track.first_time_s.toFixed(2)}–${track.last_time_s.toFixed(2)} s, ` +
+      `max ${(track.max_score * 100).toFixed(0)}%`;
+    button.addEventListener("click", () => { video.currentTime = track.first_time_s; });
+    const item = document.createElement("li");
+    item.append(button);
+    list.append(item);
+  }
+  $("tracks-panel").hidden = false;
+  $("stat-tracks").textContent = String(report.totals.tracks);
+}
+
+async function analyseRecording() {
+  const file = $("recording-file").files[0];
+  if (!file) throw new Error("choose a video file first");
+  const form = new FormData();
+  form.append("video", file, file.name);
+  $("status").textContent = `uploading ${file.name}…`;
+  const query = new URLSearchParams(location.search);
+  let { response, body: job } = await api(`/v1/videos?${query}`, { method: "POST", body: form });
+  const url = response.headers.get("Location");
+  state.job = url;
+  while (job.state === "queued" || job.state === "running") {
+    showProgress(job);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    if (state.job !== url) return;  // stopped meanwhile
+    ({ body: job } = await api(url));
+  }
+  state.job = null;
+  $("job-progress").hidden = true;
+  if (job.state === "failed") throw new Error(`analysis failed: ${job.error}`);
+  const { body: report } = await api(job.report_url);
+  const key = $("api-key").value;
+  const video = $("recording");
+  video.src = job.video_url + (key ? `?api_key=${encodeURIComponent(key)}` : "");
+  video.hidden = false;
+  showTracks(report);
+  const t = report.totals;
+  finish(`done: ${t.frames} frames analysed, ${t.tracks} tracks`);
+}
+
+function startRecording() {
+  $("tracks-panel").hidden = true;
+  $("recording").hidden = true;
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  analyseRecording().catch((e) => finish(`error: ${e.message}`));
+}
+
+// Stop: a job still running is cancelled (and removed) by the service.
+function stopRecording() {
+  const url = state.job;
+  state.job = null;
+  $("job-progress").hidden = true;
+  if (url) api(url, { method: "DELETE" }).catch(() => {});
+  finish("stopped");
+}
+
+function finish(status) {
+  $("status").textContent = status;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+// ---- live sources: the WebSocket stream ---------------------------------------------------
+
 function start() {
+  if ($("source").value === "recording") {
+    startRecording();
+    return;
+  }
   const socket = new WebSocket(streamUrl());
   socket.binaryType = "arraybuffer";
   state.socket = socket;
@@ -190,8 +298,12 @@ $("source").addEventListener("change", () => {
   const source = $("source").value;
   $("images").hidden = source !== "images";
   $("video-file").hidden = source !== "file";
+  $("recording-file").hidden = source !== "recording";
   $("still").hidden = source !== "images";
-  $("video").hidden = source === "images";
+  $("video").hidden = source === "images" || source === "recording";
+  $("recording").hidden = source !== "recording" || !$("recording").src;
+  $("tracks-panel").hidden = source !== "recording" || !$("tracks").children.length;
+  $("fps").parentElement.hidden = source === "recording";
   if (source === "webcam") useWebcam().catch((e) => ($("status").textContent = String(e)));
 });
 $("images").addEventListener("change", (event) => {
@@ -208,4 +320,7 @@ $("video-file").addEventListener("change", (event) => {
   video.play();
 });
 $("start").addEventListener("click", start);
-$("stop").addEventListener("click", () => stop("stopped"));
+$("stop").addEventListener("click", () => {
+  if ($("source").value === "recording") stopRecording();
+  else stop("stopped");
+});

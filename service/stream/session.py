@@ -29,6 +29,7 @@ from service.dataplane.timing import StageTimer, complete
 from service.errors import PolypServeError
 from service.repository.model_version import ModelVersion
 from service.scheduling.pixel_budget import PixelBudget
+from service.scheduling.priority import LiveWork
 from service.stream.frame_results import FrameTracker
 from service.stream.framing import FramePayload
 from service.stream.params import StreamOptions
@@ -70,6 +71,7 @@ class StreamSession:
         close: Callable[[int, str], Awaitable[None]],
         decoders: CapacityLimiter,
         pixels: PixelBudget,
+        live: LiveWork | None = None,
     ) -> None:
         self.model = model
         assert model.manifest is not None
@@ -91,6 +93,10 @@ class StreamSession:
         self._decode_time, self._infer_time = MovingMean(), MovingMean()
         self.stats = SessionStats()
         self._tasks: list[asyncio.Task[None]] = []
+        # Frames between arrival and answer (a replaced one passes its place on), counted in
+        # the process's live work too: background jobs wait while there are any.
+        self.live = live or LiveWork()
+        self._pending = 0
 
     def start(self) -> None:
         self._tasks = [
@@ -102,6 +108,8 @@ class StreamSession:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.live.add(-self._pending)
+        self._pending = 0
 
     async def close(self, code: int, reason: str) -> None:
         """Stop taking frames, send the report and a close frame (the server going away)."""
@@ -115,6 +123,13 @@ class StreamSession:
         self.stats.received += 1
         if self._frames.put(frame) is not None:
             self.stats.count_drop()
+        else:
+            self._pending += 1
+            self.live.add(1)
+
+    def _answered(self) -> None:
+        self._pending -= 1
+        self.live.add(-1)
 
     async def _decode_stage(self) -> None:
         while True:
@@ -173,11 +188,13 @@ class StreamSession:
             total_ms = (time.perf_counter() - item.frame.received) * 1000.0
             result["timing_ms"] = {**complete(self.model, timer), "total": round(total_ms, 3)}
             self.stats.record_result(total_ms, bool(result["tracks"]))
+            self._answered()
             await self._send(result)
 
     async def _frame_failed(self, frame: Frame, exc: Exception) -> None:
         """One frame failed: tell the client and go on with the next one."""
         self.stats.errors += 1
+        self._answered()
         if isinstance(exc, PolypServeError):
             await self._send({"type": "error", **self._echo(frame), **exc.to_dict()})
             return

@@ -10,6 +10,7 @@ it holds.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -34,19 +35,29 @@ def _reason(exc: Exception) -> str:
 
 
 class VideoFile:
-    def __init__(self, path: Path, limits: VideoLimits, fps: float | None) -> None:
+    """``formats``: the FFmpeg demuxers the file may be read with (all when None). A file from
+    elsewhere needs the list: FFmpeg's playlist demuxers (HLS, concat) open the files a
+    playlist names, so an upload could make it read the server's own."""
+
+    def __init__(
+        self, path: Path, limits: VideoLimits, fps: float | None, formats: str | None = None
+    ) -> None:
         self.name = path.name
         self.limits = limits
         try:
-            self._container = av.open(str(path))
+            options = {"format_whitelist": formats} if formats else {}
+            self._container = av.open(str(path), container_options=options)
         except (av.error.FFmpegError, OSError) as exc:
             if _head(path)[4:8] == b"ftyp":
                 raise InvalidInputError(
                     f"{path.name} looks like an MP4 but cannot be read, truncated or corrupt "
                     f"({_reason(exc)})"
                 ) from None
+            reason = _reason(exc)
+            if formats and getattr(exc, "errno", None) == errno.EINVAL:
+                reason = f"its format is none of {formats.replace(',', ', ')}"
             raise InvalidInputError(
-                f"{path.name} is not a video FFmpeg can read ({_reason(exc)})"
+                f"{path.name} is not a video FFmpeg can read ({reason})"
             ) from None
         try:
             self.info = self._check(path, fps)

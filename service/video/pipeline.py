@@ -5,7 +5,9 @@
 Each handoff holds a few frames, so memory stays flat whatever the length. FFmpeg, Pillow's
 resize and ONNX Runtime release the GIL, so the stages overlap on two cores. Frames are analysed
 in order, one at a time (the tracker needs them so); a failure in any stage stops the others
-and is raised here, and a half-written annotated video is removed.
+and is raised here, and a half-written annotated video is removed. Each stage calls ``pause``
+before each frame's work: a background analysis waits there for more urgent work to pass, and
+raises there to stop.
 """
 
 from __future__ import annotations
@@ -95,16 +97,18 @@ def run_analysis(
     video: Path | None,
     thumbnails: Path | None,
     on_frame: Callable[[], None] = lambda: None,
+    pause: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Analyse every frame of ``source``; write the annotated ``video`` and the best-view
-    ``thumbnails`` when given; return the report."""
+    ``thumbnails`` when given; return the report. ``pause`` is called (from every stage's
+    thread) before each frame is decoded, inferred and encoded."""
     report = ReportBuilder(source.info)
     views = BestViews() if thumbnails is not None else None
     started = time.perf_counter()
     writer = VideoWriter(video, source.info) if video is not None else None
     try:
         with writer or contextlib.nullcontext():
-            _analyze_frames(source, analyzer, writer, report, views, on_frame)
+            _analyze_frames(source, analyzer, writer, report, views, on_frame, pause)
     except BaseException:
         if video is not None:
             video.unlink(missing_ok=True)
@@ -139,14 +143,16 @@ def _analyze_frames(
     report: ReportBuilder,
     views: BestViews | None,
     on_frame: Callable[[], None],
+    pause: Callable[[], None],
 ) -> None:
     decoded: Handoff[tuple[SourceFrame, Any]] = Handoff()
     annotated: Handoff[tuple[SourceFrame, list[dict[str, Any]]]] = Handoff()
     with ThreadPoolExecutor(2, thread_name_prefix="video") as pool:
-        pool.submit(_prepare_all, source, analyzer, decoded)
-        encoding = pool.submit(_encode_all, writer, annotated) if writer else None
+        pool.submit(_prepare_all, source, analyzer, decoded, pause)
+        encoding = pool.submit(_encode_all, writer, annotated, pause) if writer else None
         try:
             for frame, prepared in decoded:
+                pause()
                 result = analyzer.analyze(frame, prepared)
                 for track_id in report.add(result):
                     if views is not None:
@@ -167,9 +173,16 @@ def _analyze_frames(
             raise
 
 
-def _prepare_all(source: FrameSource, analyzer: Analyzer, out: Handoff[Any]) -> None:
+def _prepare_all(
+    source: FrameSource, analyzer: Analyzer, out: Handoff[Any], pause: Callable[[], None]
+) -> None:
     try:
-        for frame in source.frames():
+        frames = source.frames()
+        while True:
+            pause()  # before the frame is decoded, not only before it is prepared
+            frame = next(frames, None)
+            if frame is None:
+                break
             out.put((frame, analyzer.prepare(frame)))
     except CancelledError:
         return
@@ -181,9 +194,10 @@ def _prepare_all(source: FrameSource, analyzer: Analyzer, out: Handoff[Any]) -> 
         out.close()
 
 
-def _encode_all(writer: VideoWriter, frames: Handoff[Any]) -> None:
+def _encode_all(writer: VideoWriter, frames: Handoff[Any], pause: Callable[[], None]) -> None:
     try:
         for frame, tracks in frames:
+            pause()
             picture = writer.picture(frame)
             if tracks:
                 planes = picture.to_ndarray()

@@ -80,16 +80,18 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(path: Path, limits: VideoLimits, fps: float | None = None) -> FrameSource:
+def open_source(
+    path: Path, limits: VideoLimits, fps: float | None = None, formats: str | None = None
+) -> FrameSource:
     """A video file or a folder of images; ``fps`` overrides the file's rate (a folder's
-    default is 30)."""
+    default is 30); ``formats`` lists the FFmpeg demuxers a video file may be read with."""
     if path.is_dir():
         return ImageFolder(path, limits, fps or DEFAULT_FOLDER_FPS)
     if not path.is_file():
         raise InvalidInputError(f"{path} is neither a video file nor a folder of images")
     from service.video.decode import VideoFile
 
-    return VideoFile(path, limits, fps)
+    return VideoFile(path, limits, fps, formats)
 
 
 def natural_key(name: str) -> list[str | int]:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.images import encode, solid_rgb
+from tests.service.video.conftest import cvc_video, detector_repo, detector_server  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -147,3 +148,49 @@ def test_viewer_plays_a_real_colonoscopy_sequence_with_the_shipped_detector(
         server.stop()
     assert seen["green_pixels"] > 100, seen
     assert seen["fps"] > 0 and str(seen["latency"]).isdigit(), seen
+
+
+def test_viewer_analyses_a_recording_and_seeks_to_a_track(
+    detector_server: LiveServer,  # noqa: F811
+    cvc_video: Path,  # noqa: F811
+) -> None:
+    """Recording mode: a real sequence uploaded as a video job, its progress shown, then the
+    annotated video plays with the report's tracks beside it; a track seeks the video."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            page.goto(f"{detector_server.url}/")
+            page.select_option("#source", "recording")
+            page.set_input_files("#recording-file", str(cvc_video))
+            page.evaluate(  # every status the page shows, to see the progress went by
+                """() => { window.statuses = [];
+                    new MutationObserver(() => window.statuses.push(
+                        document.getElementById('status').textContent)).observe(
+                        document.getElementById('status'), { childList: true }); }"""
+            )
+            page.click("#start")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.startsWith('done:')",
+                timeout=60_000,
+            )
+            page.wait_for_function("document.getElementById('recording').duration > 0")
+            statuses = page.evaluate("window.statuses")
+            duration = page.evaluate("document.getElementById('recording').duration")
+            starts = page.eval_on_selector_all(
+                "#tracks button", "buttons => buttons.map(b => Number(b.dataset.time))"
+            )
+            latest = max(range(len(starts)), key=lambda i: starts[i])
+            page.click(f"#tracks li:nth-child({latest + 1}) button")
+            seeked = page.evaluate("document.getElementById('recording').currentTime")
+            status = page.text_content("#status")
+        finally:
+            browser.close()
+    assert any(s.startswith(("queued: ", "running: ")) and "/25 frames" in s for s in statuses)
+    assert status == f"done: 25 frames analysed, {len(starts)} tracks", status
+    assert abs(duration - 25 / 30) < 0.05, duration
+    assert starts and starts[latest] > 0, starts
+    assert abs(seeked - starts[latest]) < 0.01, (seeked, starts)

@@ -120,3 +120,26 @@ async def test_an_inference_ending_sooner_than_estimated_starts_the_next_decode(
     finally:
         await stream.stop()
     assert [r["frame_id"] for r in results] == [0, 1]
+
+
+async def test_frames_count_as_live_work_from_arrival_to_answer(tiny_repo: Path) -> None:
+    stream, results = _session(tiny_repo)
+    live = stream.live
+    stream.offer(FramePayload(FRAME, 0))
+    stream.offer(FramePayload(FRAME, 1))  # replaces frame 0: still one frame waiting
+    assert live.in_flight == 1
+    stream.start()
+    try:
+        with anyio.fail_after(5):
+            while not results:
+                await asyncio.sleep(0.005)
+        assert live.in_flight == 0 and results[0]["frame_id"] == 1
+        stream.offer(FramePayload(b"not an image", 2))  # an error answers it too
+        with anyio.fail_after(5):
+            while len(results) < 2:
+                await asyncio.sleep(0.005)
+        assert results[1]["type"] == "error" and live.in_flight == 0
+        stream.offer(FramePayload(FRAME, 3))
+    finally:
+        await stream.stop()
+    assert live.in_flight == 0  # a frame left unanswered at the end is no longer waited for

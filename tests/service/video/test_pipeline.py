@@ -132,3 +132,28 @@ def test_a_failing_source_stops_every_stage_and_leaves_no_half_video(
     assert len(frames) == 5
     assert not (tmp_path / "out.mp4").exists()
     assert threading.active_count() == threads
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_every_stage_pauses_before_each_frame_and_a_pause_can_stop_them_all(
+    detector: ModelVersion, cvc_video: Path, tmp_path: Path
+) -> None:
+    stages: list[str] = []
+    run_analysis(open_source(cvc_video, LIMITS), _analyzer(detector), tmp_path / "all.mp4", None,
+                 pause=lambda: stages.append(threading.current_thread().name))  # fmt: skip
+    # 25 frames decoded (and one more look for the end), inferred and encoded
+    assert len(stages) == 26 + 25 + 25 and len(set(stages)) == 3
+    threads, calls = threading.active_count(), []
+
+    def pause() -> None:
+        calls.append(1)
+        if len(calls) > 20:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_analysis(open_source(cvc_video, LIMITS), _analyzer(detector), tmp_path / "out.mp4",
+                     None, pause=pause)  # fmt: skip
+    assert not (tmp_path / "out.mp4").exists() and threading.active_count() == threads
