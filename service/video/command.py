@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, help="write the JSON report here (default: stdout)")
     parser.add_argument("--thumbnails", type=Path, help="write each track's best view here (JPEG)")
     parser.add_argument(
+        "--frames", type=Path,
+        help="write each frame's result here, one JSON line a frame, as /v1/stream sends it",
+    )  # fmt: skip
+    parser.add_argument(
         "--fps", type=float, help="frame rate of a folder of images (default 30), or of a video "
         "whose file says a wrong one",
     )  # fmt: skip
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report is None:
         print(json.dumps(report, indent=2))
     speed, totals = report["processing"], report["totals"]
-    written = [str(p) for p in (args.out, args.report, args.thumbnails) if p is not None]
+    written = [str(p) for p in (args.out, args.report, args.thumbnails, args.frames) if p]
     print(
         f"{totals['frames']} frames in {speed['seconds']:.1f} s ({speed['fps']:.1f} fps, "
         f"{speed['realtime_factor']:.2f}x real time), {totals['tracks']} tracks"
@@ -95,18 +99,21 @@ def _analyze(args: argparse.Namespace) -> dict[str, Any]:
     source = open_source(args.input, limits, args.fps)
     try:
         analyzer = _analyzer(args, settings, params, limits)
+        frames = args.frames.open("w") if args.frames is not None else None
         try:
             bar = tqdm(total=source.info.frames, unit="frame", desc=args.input.name, disable=None)
+
+            def on_frame(result: dict[str, Any]) -> None:
+                bar.update()
+                if frames is not None:
+                    frames.write(json.dumps(result) + "\n")
+
             with bar:
-                report = run_analysis(
-                    source,
-                    analyzer,
-                    args.out,
-                    args.thumbnails,
-                    on_frame=lambda: bar.update(),
-                )
+                report = run_analysis(source, analyzer, args.out, args.thumbnails, on_frame)
         finally:
             analyzer.close()
+            if frames is not None:
+                frames.close()
     finally:
         source.close()
     if args.report is not None:

@@ -96,7 +96,7 @@ def run_analysis(
     analyzer: Analyzer,
     video: Path | None,
     thumbnails: Path | None,
-    on_frame: Callable[[], None] = lambda: None,
+    on_frame: Callable[[dict[str, Any]], None] = lambda result: None,
     pause: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Analyse every frame of ``source``; write the annotated ``video`` and the best-view
@@ -142,7 +142,7 @@ def _analyze_frames(
     writer: VideoWriter | None,
     report: ReportBuilder,
     views: BestViews | None,
-    on_frame: Callable[[], None],
+    on_frame: Callable[[dict[str, Any]], None],
     pause: Callable[[], None],
 ) -> None:
     decoded: Handoff[tuple[SourceFrame, Any]] = Handoff()
@@ -160,7 +160,7 @@ def _analyze_frames(
                         views.keep(track_id, frame.rgb, shown["box"])
                 if encoding is not None:
                     annotated.put((frame, result["tracks"]))
-                on_frame()
+                on_frame(result)
             if encoding is not None:
                 annotated.close()
                 encoding.result()

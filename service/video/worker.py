@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Any
 
 from service.config import Settings
 from service.errors import PolypServeError
@@ -176,7 +177,7 @@ class JobRunner:
         progress = Progress(record.input.frames)
         written = time.monotonic()
 
-        def on_frame() -> None:
+        def on_frame(_result: dict[str, Any]) -> None:
             nonlocal record, written
             progress.tick()
             if time.monotonic() - written >= PROGRESS_S:

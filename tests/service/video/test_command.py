@@ -105,13 +105,21 @@ def test_analyze_refuses_bad_parameters_and_a_model_it_cannot_find(
 
 
 def test_analyze_prints_the_report_and_a_summary_line(
-    cvc_video: Path, detector_repo: Path, capsys: pytest.CaptureFixture[str]
+    cvc_video: Path, detector_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["analyze", str(cvc_video), "--models-dir", str(detector_repo)]) == 0
+    frames = tmp_path / "frames.jsonl"
+    argv = ["analyze", str(cvc_video), "--models-dir", str(detector_repo), "--frames", str(frames)]
+    assert main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["input"]["frames"] == 25 and report["output"] is None
     assert captured.err.startswith("25 frames in ") and "real time" in captured.err
+    # one line a frame, in order, with what the stream would send; the tracks add up to the report
+    results = [json.loads(line) for line in frames.read_text().splitlines()]
+    assert [r["frame_index"] for r in results] == list(range(25))
+    assert {"image", "detections", "tracks"} <= set(results[0])
+    shown = {t["track_id"] for r in results for t in r["tracks"]}
+    assert shown == {t["track_id"] for t in report["tracks"]}
 
 
 def test_analyze_a_folder_writes_the_video_report_and_thumbnails(

@@ -128,7 +128,7 @@ def test_a_failing_source_stops_every_stage_and_leaves_no_half_video(
     frames: list[int] = []
     with pytest.raises(InvalidInputError, match="cut short at frame 5"):
         run_analysis(source, _analyzer(detector), tmp_path / "out.mp4", None,
-                     on_frame=lambda: frames.append(1))  # fmt: skip
+                     on_frame=lambda result: frames.append(1))  # fmt: skip
     assert len(frames) == 5
     assert not (tmp_path / "out.mp4").exists()
     assert threading.active_count() == threads
