@@ -312,3 +312,13 @@ def test_the_card_quotes_validation_at_the_served_share() -> None:
     }
     assert validation_rows(scores, 0.0)["airline_validation"]["mase"] == 0.9
     assert validation_rows(scores, 0.25)["airline_validation"]["mase"] == 1.0
+
+
+def test_a_forecaster_serving_none_of_the_correction_is_named_for_its_base() -> None:
+    from training.forecast_report import what_it_is
+    from training.forecasting import Config
+
+    served_base = what_it_is(Config(correction=0.0, members=3), "AR(p)")
+    assert served_base.startswith("Statistical forecast (AR(p)) with quantile intervals learnt")
+    assert "correcting" not in served_base
+    assert "keeps 0.25 of their correction" in what_it_is(Config(correction=0.25), "AR(p)")
