@@ -294,6 +294,8 @@ def load_run(work_dir: Path, command: str):
     for origin in range(ORIGINS):
         ckpt = loop.load_checkpoint(work_dir / ("ckpt.pt" if origin == 0 else f"origin{origin}.pt"))
         saved = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
+        if "no_base" in saved:  # saved before the switch was named for what it turns on
+            saved["base"] = not saved.pop("no_base")
         run = Config(**saved)
         model = Ensemble([new_member(run) for _ in range(run.members)], run.served_correction)
         model.load_state_dict(ckpt["model"])
