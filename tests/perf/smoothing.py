@@ -44,10 +44,12 @@ from training.data import boxes_from_mask, read_mask
 
 VIDEO_FPS = 30.0
 MATCH_IOU = 0.3
-RAW_THRESHOLD = 0.4  # the detector's serving threshold: what "raw" shows
+RAW_THRESHOLD = 0.4  # the detector's serving threshold (its manifest's): what "raw" shows
 TUNING = {str(i) for i in range(1, 15)}
+# The switch-on threshold is the detector's operating point, chosen with the detector on its
+# validation frames; what is tuned here is what the tracker adds.
 GRID = {
-    "on_threshold": (0.3, 0.4, 0.5),
+    "on_threshold": (RAW_THRESHOLD,),
     "off_threshold": (0.2, 0.3, None),  # None: equal to the switch-on threshold
     "min_hits_window": ((1, 1), (2, 3), (2, 4), (3, 4), (3, 5)),
     "max_misses": (1, 2, 3),

@@ -16,6 +16,7 @@ from service.config import Settings
 from service.errors import InvalidInputError
 from service.repository.model_version import ModelVersion
 from service.stream.params import StreamParams
+from service.stream.tracking import SmoothingConfig
 from service.video.detector import LocalAnalyzer, load_detector
 from service.video.pipeline import run_analysis
 from service.video.source import FrameSource, SourceFrame, VideoLimits, open_source
@@ -82,7 +83,7 @@ def test_the_report_describes_the_input_and_each_shown_track(
         "codec": "h264", "width": 384, "height": 288, "fps": 30.0, "duration_s": 0.833,
         "frames": 25}  # fmt: skip
     assert report["model"] == {"name": "polyp-detector", "version": 1}
-    assert report["smoothing"]["min_hits"] == 3  # the stream's defaults
+    assert report["smoothing"] == SmoothingConfig().model_dump()  # the stream's defaults
     assert report["totals"]["frames"] == 25 and report["totals"]["tracks"] == len(report["tracks"])
     shown = 0
     for track in report["tracks"]:
