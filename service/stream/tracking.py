@@ -9,8 +9,9 @@ frames without a match and ends one frame later. Shown boxes are exponentially s
 The defaults were chosen on CVC-ClinicDB sequences 1-14 and reported on 15-29
 (``python -m tests.perf.smoothing``). Those frames are sampled sparsely from video: a polyp
 often moves further between two of them than its own size, so matching also accepts nearby
-centres, and a box is hidden at its first missed frame. For dense 30 fps video, a lower ``off_threshold`` (0.25), a larger
-``max_misses`` (3) and a smaller ``box_alpha`` (0.5) give a steadier overlay.
+centres, and a box is hidden at its first missed frame. For dense 30 fps video, a lower
+``off_threshold`` (0.25), a larger ``max_misses`` (3) and a smaller ``box_alpha`` (0.5) give a
+steadier overlay.
 """
 
 from __future__ import annotations
