@@ -115,11 +115,9 @@ def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> Decode
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            # In place: an upright image (nearly every frame) is not copied at full size, and a
-            # rotated one replaces its own pixels; each later full-size step closes the one
-            # before, so a frame is held about once at a time.
-            ImageOps.exif_transpose(image, in_place=True)
-            rgb = _replacing(image, _to_rgb(image))
+            # each full-size step closes the one before: a frame is held about once at a time
+            upright = _replacing(image, ImageOps.exif_transpose(image) or image)
+            rgb = _replacing(upright, _to_rgb(upright))
             if size is not None and rgb.size != size:
                 rgb = _replacing(rgb, rgb.resize(size, Image.Resampling.BILINEAR))
             pixels = np.asarray(rgb, dtype=np.uint8)
