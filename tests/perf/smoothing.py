@@ -189,23 +189,22 @@ def choose(detected: dict[str, list[Frame]]) -> tuple[SmoothingConfig, dict[str,
 
 
 def analyze_held_out(
-    root: Path, names: set[str], configs: dict[str, SmoothingConfig], cli: list[str]
+    root: Path,
+    held_out: dict[str, list[Frame]],
+    configs: dict[str, SmoothingConfig],
+    cli: list[str],
 ) -> dict[str, dict[str, Any]]:
-    """``polypserve analyze`` on each held-out sequence made into an MP4, once per smoothing;
-    "raw" is the detections at the serving threshold of a run that shows every one."""
+    """``polypserve analyze`` on each held-out sequence made into an MP4, once per smoothing,
+    scored against the mask boxes ``detect`` already read; "raw" is the detections at the
+    serving threshold of a run that shows every one."""
     runs = {"raw": SmoothingConfig(on_threshold=RAW_THRESHOLD, min_hits=1, window=1), **configs}
     scored: dict[str, list[tuple[list[Frame], list[np.ndarray]]]] = {kind: [] for kind in runs}
     sequences = read_sequences(root)
     with tempfile.TemporaryDirectory(prefix="smoothing-") as work:
-        for name in sorted(names, key=int):
+        for name, truth in sorted(held_out.items(), key=lambda item: int(item[0])):
             paths = [root / "images" / f"{frame}.png" for frame in sequences[name]]
             pixels = (np.asarray(Image.open(path).convert("RGB")) for path in paths)
             video = write_video(Path(work) / f"{name}.mp4", pixels, codec_options={"crf": "18"})
-            empty = np.zeros((0, 4))
-            truth = [
-                Frame(boxes_from_mask(read_mask(root / "masks" / f"{f}.png")), empty, empty[:, 0])
-                for f in sequences[name]
-            ]
             for kind, config in runs.items():
                 out = Path(work) / f"{name}-{kind}.jsonl"
                 params = {**config.model_dump(), "score_threshold": config.on_threshold}
@@ -243,7 +242,7 @@ def main() -> None:
         "tuning": {"raw": evaluate(detected, TUNING, None), "chosen": tuned},
         "held_out_on_video": analyze_held_out(
             args.data_root / "cvc-clinicdb",
-            held_out,
+            {name: detected[name] for name in held_out},
             {"chosen": chosen, "defaults": SmoothingConfig()},
             cli,
         ),
