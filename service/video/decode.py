@@ -17,12 +17,24 @@ from pathlib import Path
 
 import av
 import av.error
+import numpy as np
 
 from service.errors import InvalidInputError, UnsupportedMediaTypeError
 from service.video.source import InputInfo, SourceFrame, VideoLimits
 
-# The encoder's pixel format; a decoded picture in it is re-encoded without conversion.
-PICTURE_FORMAT = "yuv420p"
+
+def scaled_rgb(picture: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """The picture as (height, width, 3) RGB, resized by FFmpeg's bilinear scaler.
+
+    Converted to planar RGB at full size first, so the result is what Pillow's bilinear resize
+    of the full-size RGB frame gives (the data plane's path for an image) within a tenth of a
+    grey level on average (a few levels at most, on edges), at a third of its cost on a 1080p
+    frame. Scaled straight from 4:2:0 it would be cheaper still, but its chroma differs by up
+    to 27 levels at edges and moved the detector's boxes by several pixels.
+    """
+    planar = picture.reformat(format="gbrp")
+    scaled = planar.reformat(width=width, height=height, format="gbrp", interpolation="BILINEAR")
+    return scaled.to_ndarray()  # planar G, B, R to packed RGB: a copy of the small picture
 
 
 def _head(path: Path) -> bytes:
@@ -117,10 +129,7 @@ class VideoFile:
                         f"{self.name}: the frame size changes at frame {index} "
                         f"({info.width}x{info.height} to {frame.width}x{frame.height})"
                     )
-                picture = frame
-                if frame.format.name != PICTURE_FORMAT:
-                    picture = frame.reformat(format=PICTURE_FORMAT)
-                yield SourceFrame(index, time_s, frame.to_ndarray(format="rgb24"), picture)
+                yield SourceFrame(index, time_s, picture=frame)
                 index += 1
         except av.error.FFmpegError as exc:
             raise InvalidInputError(

@@ -1,16 +1,19 @@
 """In-process analysis of recorded frames, with the service's own code end to end.
 
 The detection model is loaded by the repository code (``Registry``: the manifest checked
-against the graph, the providers, the warm-up), each frame is prepared by the data plane as
-``/v1/stream`` prepares a frame sent to it (a folder's image bytes as they are, a video frame's
-pixels as their PNG would be), and the outputs become tracks through the stream's own
-``FrameTracker`` with the parameters a session resolves from the same query.
+against the graph, the providers, the warm-up). A folder's image is prepared by the data plane
+as ``/v1/stream`` prepares the same bytes sent to it. A video frame is resized from the
+decoder's picture by FFmpeg (``scaled_rgb``: a tenth of a grey level from the data plane's
+resize on average, at a third of its cost), then placed and normalised by the data plane's own
+code. The outputs become tracks through the stream's own ``FrameTracker`` with the parameters a
+session resolves from the same query.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image
 from pydantic import ValidationError
@@ -18,7 +21,12 @@ from pydantic import ValidationError
 from service.config import Settings
 from service.dataplane.imaging import open_decoded, open_image
 from service.dataplane.predict import prepare_batch
-from service.dataplane.tasks.geometry import Placement
+from service.dataplane.tasks.geometry import (
+    Placement,
+    normalise_to_nchw,
+    paste_into_input,
+    place_image,
+)
 from service.dataplane.timing import StageTimer
 from service.errors import ModelNotFoundError
 from service.repository.manifest import MANIFEST_FILE, Manifest
@@ -27,6 +35,7 @@ from service.repository.registry import Registry, discover
 from service.stream.frame_results import FrameTracker
 from service.stream.params import StreamParams, resolve_options
 from service.stream.report import summarize_track
+from service.video.decode import scaled_rgb
 from service.video.source import SourceFrame
 
 Prepared = tuple[np.ndarray, Placement]
@@ -75,16 +84,27 @@ class LocalAnalyzer:
         self.smoothing = options.smoothing.model_dump()
         self._frames = FrameTracker(model.manifest, options)
         self._input_name = model.manifest.inputs[0].name
+        assert model.manifest.preprocessing is not None  # an image model's manifest has it
+        self._preprocessing = model.manifest.preprocessing
         self._output_names = model.manifest.output_names()
 
     def prepare(self, frame: SourceFrame) -> Prepared:
         """Decode, resize and normalise: thread-safe, run ahead of ``analyze``."""
+        if frame.picture is not None:
+            return self._prepare_picture(frame.picture)
         if frame.data is not None:
             opened = open_image(frame.data, max_pixels=self.max_pixels)
         else:
             opened = open_decoded(Image.fromarray(frame.rgb))
         batch, (placement,) = prepare_batch(self.model, [opened], StageTimer())
         return batch, placement
+
+    def _prepare_picture(self, picture: av.VideoFrame) -> Prepared:
+        pre = self._preprocessing
+        placement = place_image(picture.width, picture.height, pre.size, pre.resize)
+        resized = scaled_rgb(picture, placement.resized_width, placement.resized_height)
+        placed = paste_into_input(resized, placement, pre.pad_value)
+        return normalise_to_nchw(placed[None], pre.scale, pre.mean, pre.std), placement
 
     def analyze(self, frame: SourceFrame, prepared: Prepared) -> dict[str, Any]:
         """Inference and tracking: frames in order, one at a time."""

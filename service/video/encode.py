@@ -21,6 +21,10 @@ PIXEL_FORMAT = "yuv420p"  # what every H.264 player decodes
 # twice as large at the same quality.
 PRESET = "ultrafast"
 CRF = "23"
+# One thread: the encoder already has a pipeline stage of its own, beside decoding and
+# inference, and x264's own threads cost half as much CPU again (17 ms a 1080p frame against
+# 11.6 ms) for the same file.
+THREADS = "1"
 
 
 class VideoWriter:
@@ -36,15 +40,17 @@ class VideoWriter:
         self._stream = stream
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = PIXEL_FORMAT
-        self._stream.options = {"preset": PRESET, "crf": CRF}
+        self._stream.options = {"preset": PRESET, "crf": CRF, "threads": THREADS}
         self.frames = 0
 
     def picture(self, frame: SourceFrame) -> av.VideoFrame:
-        """The frame as the encoder takes it: the decoder's own picture when it fits, else
-        converted from RGB (image folders, odd sizes)."""
+        """The frame as the encoder takes it: the decoder's own picture when it fits (converted
+        when its pixel format is another), else converted from RGB (image folders, odd sizes)."""
         picture = frame.picture
         if picture is not None and (picture.width, picture.height) == (self.width, self.height):
-            return picture
+            if picture.format.name == PIXEL_FORMAT:
+                return picture
+            return picture.reformat(format=PIXEL_FORMAT)
         rgb = frame.rgb
         if rgb.shape[:2] != (self.height, self.width):
             pad = ((0, self.height - rgb.shape[0]), (0, self.width - rgb.shape[1]), (0, 0))

@@ -65,11 +65,21 @@ class InputInfo:
 class SourceFrame:
     index: int
     time_s: float  # from the first frame
-    rgb: np.ndarray  # (height, width, 3) uint8, upright, full size
+    pixels: np.ndarray | None = None  # (height, width, 3) uint8 RGB, decoded (image folders)
     # The decoder's own picture (video files), re-encoded without a colour round trip.
     picture: av.VideoFrame | None = None
     # The image file's bytes (image folders): exactly what /v1/stream would be sent.
     data: bytes | None = None
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(height, width, 3) uint8, upright, full size. A video frame's is converted from its
+        picture when asked (a best view, a frame sent to a service): the analysis itself never
+        needs it, and frames waiting between stages stay a third of the size."""
+        if self.pixels is not None:
+            return self.pixels
+        assert self.picture is not None, "a frame has pixels or a picture"
+        return self.picture.to_ndarray(format="rgb24")
 
 
 class FrameSource(Protocol):

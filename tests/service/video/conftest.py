@@ -22,6 +22,7 @@ CVC = DATA_ROOT / "cvc-clinicdb"
 # A sequence of the tuning half (1-14) with a polyp in view: the detector shows tracks on it.
 SEQUENCE = "1"
 DETECTOR = REPO_ROOT / "models" / "polyp-detector"
+HOLOHUB = "video/holohub-colonoscopy-testframes"
 
 
 def require_data() -> None:
@@ -31,6 +32,16 @@ def require_data() -> None:
         pytest.skip(f"no CVC-ClinicDB data at {CVC}")
     if not DETECTOR.is_dir():
         pytest.skip("the shipped detector is not in models/")
+
+
+def holohub_frames() -> list[Path]:
+    """The 10 real 1920x1080 colonoscopy frames of the HoloHub test set."""
+    frames = sorted((DATA_ROOT / HOLOHUB).glob("*.png"))
+    if not frames:
+        if os.environ.get("CI"):
+            pytest.fail(f"the HoloHub frames are missing at {DATA_ROOT / HOLOHUB}")
+        pytest.skip(f"no HoloHub frames at {DATA_ROOT / HOLOHUB}")
+    return frames
 
 
 def sequence_frames(sequence: str = SEQUENCE) -> list[Path]:

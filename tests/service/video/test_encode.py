@@ -56,3 +56,16 @@ def test_a_decoded_picture_is_encoded_as_it_is_with_its_colour_description(
     assert stream.codec_context.colorspace == 1 and stream.codec_context.color_primaries == 1
     assert len(decoded) == 1  # of the picture, not of the frame's (black) rgb:
     assert np.abs(decoded[0].astype(int) - gradient(64, 48)).mean() < 6
+
+
+def test_a_picture_in_another_pixel_format_is_converted_for_the_encoder(tmp_path: Path) -> None:
+    """A 4:4:4 recording is analysed from its own pictures; the encoder gets 4:2:0 ones."""
+    picture = av.VideoFrame.from_ndarray(gradient(64, 48), format="rgb24").reformat(
+        format="yuv444p"
+    )
+    with VideoWriter(tmp_path / "out.mp4", _info(64, 48, Fraction(25))) as writer:
+        converted = writer.picture(SourceFrame(0, 0.0, picture=picture))
+        assert converted.format.name == "yuv420p" and picture.format.name == "yuv444p"
+        writer.write(converted)
+    _, decoded = decode_video(tmp_path / "out.mp4")
+    assert np.abs(decoded[0].astype(int) - gradient(64, 48)).mean() < 6
