@@ -33,7 +33,10 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
 
 # ---- CPU image ----
 FROM ${PYTHON_IMAGE} AS cpu
-RUN useradd --create-home --uid 10001 polypserve
+# Video jobs are kept in their own folder, owned by the service's user, so that a named volume
+# mounted there (docker/compose.yaml) starts writable and keeps them across containers.
+RUN useradd --create-home --uid 10001 polypserve \
+    && install -d -o polypserve -g polypserve /var/lib/polypserve/jobs
 COPY --from=app /opt/venv /opt/venv
 COPY --chown=polypserve:polypserve models /models
 ENV PATH=/opt/venv/bin:$PATH \
@@ -41,6 +44,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     POLYPSERVE_HOST=0.0.0.0 \
     POLYPSERVE_PORT=8000 \
     POLYPSERVE_MODELS_DIR=/models \
+    POLYPSERVE_VIDEO_JOBS_DIR=/var/lib/polypserve/jobs \
     POLYPSERVE_PROVIDERS=CPUExecutionProvider
 USER 10001:10001
 EXPOSE 8000
@@ -55,7 +59,8 @@ FROM ${CUDA_IMAGE} AS gpu
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 10001 polypserve
+    && useradd --create-home --uid 10001 polypserve \
+    && install -d -o polypserve -g polypserve /var/lib/polypserve/jobs
 WORKDIR /build
 COPY pyproject.toml ./
 # Dependencies first, in their own layer, as in the CPU image (here with onnxruntime-gpu).
@@ -73,6 +78,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     POLYPSERVE_HOST=0.0.0.0 \
     POLYPSERVE_PORT=8000 \
     POLYPSERVE_MODELS_DIR=/models \
+    POLYPSERVE_VIDEO_JOBS_DIR=/var/lib/polypserve/jobs \
     POLYPSERVE_REQUIRE_GPU=true
 USER 10001:10001
 EXPOSE 8000

@@ -91,18 +91,25 @@ async def get_video_job(job_id: str, jobs: VideoJobsDep) -> dict[str, Any]:
     return _info(await to_thread.run_sync(jobs.store.load, job_id))
 
 
-@router.get(VIDEOS + "/{job_id}/report", responses={200: {"content": {"application/json": {}}}})
+@router.api_route(
+    VIDEOS + "/{job_id}/report",
+    methods=["GET", "HEAD"],
+    responses={200: {"content": {"application/json": {}}}},
+)
 async def get_video_report(job_id: str, jobs: VideoJobsDep) -> FileResponse:
     path = await _result(jobs, job_id, REPORT_FILE)
     return FileResponse(path, media_type="application/json")
 
 
-@router.get(
+@router.api_route(
     VIDEOS + "/{job_id}/" + VIDEO_FILE,
+    methods=["GET", "HEAD"],
     responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "a range of it"}},
 )
 async def get_annotated_video(job_id: str, jobs: VideoJobsDep) -> FileResponse:
-    """The annotated H.264 MP4; ``Range`` requests are answered 206 (players seek with them)."""
+    """The annotated H.264 MP4; ``Range`` requests are answered 206 (players seek with them),
+    and ``HEAD`` gives its length and ``Accept-Ranges`` without the body (download managers
+    and players ask first)."""
     path = await _result(jobs, job_id, VIDEO_FILE)
     return FileResponse(path, media_type="video/mp4")
 

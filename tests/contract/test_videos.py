@@ -96,11 +96,19 @@ async def test_a_job_goes_from_upload_to_its_report_and_annotated_video(
         assert report["output"]["path"] == done["video_url"]
         assert [(t["first_frame"], t["last_frame"]) for t in report["tracks"]] == [(3, 11)]
 
+        head = await http.head(done["video_url"])
+        assert head.status_code == 200 and head.content == b""
+        assert (
+            head.headers["accept-ranges"] == "bytes" and head.headers["content-type"] == "video/mp4"
+        )
+        report_head = await http.head(done["report_url"])
+        assert report_head.status_code == 200 and report_head.content == b""
         part = await http.get(done["video_url"], headers={"Range": "bytes=0-99"})
         assert part.status_code == 206 and len(part.content) == 100
         assert part.headers["content-type"] == "video/mp4"
         whole = await http.get(done["video_url"])
         assert whole.status_code == 200 and whole.content[:100] == part.content
+        assert int(head.headers["content-length"]) == len(whole.content)
         (tmp_path / "annotated.mp4").write_bytes(whole.content)
         stream, frames = decode_video(tmp_path / "annotated.mp4")
         assert stream.codec_context.name == "h264" and len(frames) == 12

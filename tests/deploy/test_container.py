@@ -14,12 +14,14 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT, free_port, wait_until_ready
 from tests.contract.test_shutdown import SteadyLoad
+from tests.contract.test_videos import MP4, clip
 
 BUILD = REPO_ROOT / "docker" / "build-local.sh"
 # crun and podman's default ulimits are refused on this project's machines; these are accepted.
@@ -73,12 +75,12 @@ def gpu_image() -> str:
 class Container:
     """A detached container on the host's network, on a free port."""
 
-    def __init__(self, image: str, **env: str) -> None:
+    def __init__(self, image: str, *options: str, **env: str) -> None:
         self.podman = _podman()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         variables = [f"--env={k}={v}" for k, v in {"POLYPSERVE_PORT": self.port, **env}.items()]
-        result = _run(*self.podman, "run", "-d", *RUN_OPTIONS, *variables, image)
+        result = _run(*self.podman, "run", "-d", *RUN_OPTIONS, *options, *variables, image)
         assert result.returncode == 0, result.stderr
         self.id = result.stdout.strip().splitlines()[-1]
 
@@ -254,6 +256,43 @@ def test_podman_stop_during_steady_load_loses_no_request(cpu_image: str) -> None
         for load in loads:
             load.stopping.set()
         container.remove()
+
+
+def test_a_video_job_is_kept_in_a_named_volume_across_containers(
+    cpu_image: str, tmp_path: Path
+) -> None:
+    """As docker/compose.yaml mounts it: the jobs folder starts writable for uid 10001 and a
+    job done in one container is there, done, in the next."""
+    podman = _podman()
+    volume = f"polypserve-test-jobs-{os.getpid()}"
+    assert _run(*podman, "volume", "create", volume).returncode == 0
+    mount = f"--volume={volume}:/var/lib/polypserve/jobs"
+    try:
+        first = Container(cpu_image, mount)
+        try:
+            first.wait_until_ready()
+            video = clip(tmp_path / "clip.mp4").read_bytes()
+            created = httpx.post(f"{first.url}/v1/videos", content=video, headers=MP4, timeout=30)
+            assert created.status_code == 202, created.text
+            job_url = first.url + created.headers["location"]
+            deadline = time.monotonic() + 60
+            while (job := httpx.get(job_url).json())["state"] not in ("done", "failed"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.2)
+            assert job["state"] == "done", job
+        finally:
+            first.remove()
+        second = Container(cpu_image, mount)
+        try:
+            second.wait_until_ready()
+            kept = httpx.get(second.url + created.headers["location"]).json()
+            assert kept["state"] == "done" and kept["id"] == job["id"]
+            report = httpx.get(second.url + kept["report_url"])
+            assert report.status_code == 200 and report.json()["totals"]["frames"] == 12
+        finally:
+            second.remove()
+    finally:
+        _run(*podman, "volume", "rm", "--force", volume)
 
 
 def test_the_gpu_container_refuses_to_start_without_cuda(gpu_image: str) -> None:

@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from service.stream.framing import build_frame_message
 from tests.conftest import REPO_ROOT, LiveServer, free_port
 from tests.contract.test_shutdown import SteadyLoad
+from tests.contract.test_videos import MP4, clip
 from tests.images import encode, solid_rgb
 
 FRAME = encode(solid_rgb(64, 64, (220, 0, 0)))
@@ -186,5 +187,33 @@ def test_what_nginx_refuses_is_answered_in_json(tmp_path: Path) -> None:
             answer = sock.recv(65536)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"]
+    finally:
+        nginx.stop()
+
+
+def test_video_jobs_stay_on_one_replica_and_recordings_pass_the_image_limit(
+    replicas: list[LiveServer], tmp_path: Path
+) -> None:
+    """A job is kept by the replica that accepted it: nginx sends every /v1/videos request to
+    that one, uploads stream through past the 21 MiB image limit, ranges pass."""
+    nginx = Nginx(tmp_path, [r.port for r in replicas])
+    try:
+        video = clip(tmp_path / "clip.mp4")
+        with httpx.Client(base_url=nginx.url, timeout=30) as http:
+            created = http.post("/v1/videos?min_hits=1", content=video.read_bytes(), headers=MP4)
+            assert created.status_code == 202, created.text
+            deadline = time.monotonic() + 30
+            while (job := http.get(created.headers["location"])).json()["state"] != "done":
+                assert job.status_code == 200 and time.monotonic() < deadline, job.text
+                time.sleep(0.05)
+            part = http.get(job.json()["video_url"], headers={"Range": "bytes=0-99"})
+            assert part.status_code == 206 and len(part.content) == 100
+            # Over nginx's limit for images: judged by the replica, which reads a few bytes.
+            big = http.post("/v1/videos", content=b"x" * (22 * 1024 * 1024), headers=MP4)
+            assert big.status_code in (400, 415), big.text
+            assert "proxy" not in big.json()["error"]
+            for _ in range(6):
+                assert http.get(created.headers["location"]).status_code == 200
+        assert [any(r.jobs_dir.iterdir()) for r in replicas].count(True) == 1
     finally:
         nginx.stop()
