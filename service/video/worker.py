@@ -150,6 +150,7 @@ class JobRunner:
             if not self._closing:  # deleted: by the route here, or asked from elsewhere
                 if self.store.cancel_asked(job_id):
                     self.store.remove(job_id)
+                    self.metrics.video_jobs_finished.labels("cancelled").inc()
                 return
             error = SHUTDOWN
         except JobGoneError:

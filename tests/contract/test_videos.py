@@ -371,6 +371,38 @@ async def test_a_job_reports_what_polypserve_analyze_reports_for_the_same_file(
     assert report["processing"]["mode"] == "in-process"
 
 
+def test_a_job_running_in_another_worker_process_is_cancelled_through_this_one(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    """Two service processes on one job store, as ``--workers 2`` runs them: a DELETE that
+    reaches the process not running the job answers 202 and asks; the other stops the job at
+    its next progress write, removes it and counts it cancelled."""
+    video = clip(tmp_path / "long.mp4", frames=3000)
+    jobs = {"POLYPSERVE_VIDEO_JOBS_DIR": str(tmp_path / "jobs")}
+    runner, other = LiveServer(tiny_repo, **jobs), LiveServer(tiny_repo, **jobs)
+    try:
+        runner.wait_until_ready()
+        other.wait_until_ready()
+        created = httpx.post(f"{runner.url}/v1/videos", content=video.read_bytes(),
+                             headers=MP4, timeout=30)  # fmt: skip
+        location = created.headers["location"]
+        deadline = time.monotonic() + 30
+        while httpx.get(runner.url + location).json()["progress"]["frames_done"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        asked = httpx.delete(other.url + location)
+        assert asked.status_code == 202 and asked.json()["state"] == "running", asked.text
+        while (gone := httpx.get(other.url + location)).status_code != 404:
+            assert gone.json()["state"] == "running" and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert not (tmp_path / "jobs" / created.json()["id"]).exists()
+        metrics = httpx.get(f"{runner.url}/metrics").text
+        assert 'polypserve_video_jobs_finished_total{state="cancelled"} 1.0' in metrics
+    finally:
+        runner.stop()
+        other.stop()
+
+
 def test_a_real_process_stopped_or_killed_mid_job_reports_it_interrupted_after_restart(
     tiny_repo: Path, tmp_path: Path
 ) -> None:
