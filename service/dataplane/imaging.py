@@ -92,13 +92,6 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def open_decoded(image: Image.Image) -> OpenedImage:
-    """Pixels already decoded in memory (a video frame), as ``open_image`` opens bytes: what
-    ``load_rgb`` then makes of them (closing the image) is what it makes of the same pixels
-    sent as a PNG."""
-    return OpenedImage(image, image.width, image.height, transposed=False)
-
-
 def load_rgb(opened: OpenedImage, size: tuple[int, int] | None = None) -> DecodedImage:
     """Decode to upright RGB, resized (bilinear) to ``size`` (width, height) when given.
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.dataplane.imaging import open_decoded, open_image
+from service.dataplane.imaging import open_image
 from service.dataplane.predict import prepare_batch
 from service.dataplane.tasks.geometry import (
     Placement,
@@ -92,10 +91,8 @@ class LocalAnalyzer:
         """Decode, resize and normalise: thread-safe, run ahead of ``analyze``."""
         if frame.picture is not None:
             return self._prepare_picture(frame.picture)
-        if frame.data is not None:
-            opened = open_image(frame.data, max_pixels=self.max_pixels)
-        else:
-            opened = open_decoded(Image.fromarray(frame.rgb))
+        assert frame.data is not None, "a source yields a video's pictures or a folder's files"
+        opened = open_image(frame.data, max_pixels=self.max_pixels)
         batch, (placement,) = prepare_batch(self.model, [opened], StageTimer())
         return batch, placement
 

@@ -75,8 +75,10 @@ def main() -> None:
             RATE, codec_options={"preset": "veryfast"},
         )  # fmt: skip
         warm = LocalAnalyzer(model, StreamParams(), 10**8)
-        first = SourceFrame(0, 0.0, frames[0])
+        opening = open_source(clip, LIMITS)
+        first = next(opening.frames())
         warm.analyze(first, warm.prepare(first))
+        opening.close()
         idle = rss_mb(os.getpid())
         total = int(args.minutes * 60 * RATE)
         source: FrameSource = Looped(clip, total)

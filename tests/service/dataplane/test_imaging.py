@@ -10,7 +10,6 @@ from service.dataplane.imaging import (
     decode_image,
     encode_mask_png,
     load_rgb,
-    open_decoded,
     open_image,
     resize_plane,
 )
@@ -127,12 +126,3 @@ def test_opening_reads_the_header_only_and_a_png_exif_orientation() -> None:
     assert opened.image.tile  # its pixels still to decode (a PNG's getexif() decodes them all)
     plain = open_image(_save(Image.new("RGB", (300, 200)), "PNG"), max_pixels=LIMIT)
     assert plain.image.tile and not plain.transposed
-
-
-def test_a_frame_in_memory_resizes_exactly_as_the_same_pixels_sent_as_png() -> None:
-    y, x = np.mgrid[0:90, 0:160]
-    pixels = np.stack([x % 256, y * 2 % 256, (x + y) % 256], -1).astype(np.uint8)
-    from_png = load_rgb(open_image(encode(pixels, "PNG"), max_pixels=LIMIT), (64, 48))
-    in_memory = load_rgb(open_decoded(Image.fromarray(pixels)), (64, 48))
-    assert (in_memory.width, in_memory.height) == (160, 90)
-    assert np.array_equal(in_memory.rgb, from_png.rgb)
