@@ -12,6 +12,7 @@ Each model's behaviour is simple enough to predict exactly:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -181,6 +182,7 @@ def build_hybrid_forecaster(
     horizon: int = 4,
     base_powers: tuple[float, ...] = (),
     seasonal_periods: dict[str, int] | None = None,
+    seasonal_fit: Literal["conditional", "exact"] = "conditional",
 ) -> Path:
     """A model that returns its ``base`` input, the service's AR(p) forecast, as the median, and
     that plus and minus ``base_scale`` as the outer quantiles."""
@@ -223,6 +225,7 @@ def build_hybrid_forecaster(
             base_history=64,
             base_powers=list(base_powers),
             base_seasonal_periods=seasonal_periods or {},
+            base_seasonal_fit=seasonal_fit,
         ),
     )
     return _save(graph, manifest, root)

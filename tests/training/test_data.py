@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -104,8 +106,6 @@ def test_to_input_matches_manifest_preprocessing() -> None:
 
 
 def test_a_config_switch_reads_as_its_flag_says() -> None:
-    import dataclasses
-
     from training import common
 
     @dataclasses.dataclass(frozen=True)
@@ -122,3 +122,17 @@ def test_a_config_switch_reads_as_its_flag_says() -> None:
 
     with pytest.raises(ValueError, match="no_base"):
         common.parse_config(Negated(), "", ["--no-base"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    fit: Literal["conditional", "exact"] = "exact"
+
+
+def test_a_literal_config_field_takes_only_its_values(capsys: pytest.CaptureFixture) -> None:
+    from training import common
+
+    assert common.parse_config(_Choice(), "", ["--fit", "conditional"]).fit == "conditional"
+    with pytest.raises(SystemExit):
+        common.parse_config(_Choice(), "", ["--fit", "exakt"])
+    assert "invalid choice: 'exakt'" in capsys.readouterr().err

@@ -76,16 +76,17 @@ def ar_base(
     max_order: int,
     powers: Sequence[float] = (),
     period: int = 0,
+    seasonal_fit: seasonal.Criterion = "conditional",
 ) -> tuple[np.ndarray, float]:
     """A hybrid model's base: the forecast from the last ``history`` values and the scale of its
     one-step residuals, in the units of the standardised window (``mean`` and ``std`` are the
     window's). A series with a strong season of ``period`` steps gets the airline model
-    (``service.dataplane.tasks.seasonal``); any other the AR(p), on levels or one of the Box-Cox
-    ``powers``. The fit runs on the values over ``std``, which a power admits as it admits the
-    values, and is shifted by the mean after."""
+    (``service.dataplane.tasks.seasonal``, its coefficients by ``seasonal_fit``); any other the
+    AR(p), on levels or one of the Box-Cox ``powers``. The fit runs on the values over ``std``,
+    which a power admits as it admits the values, and is shifted by the mean after."""
     scaled = values[-history:] / std
     if period > 1 and seasonal.is_seasonal(scaled, period):
-        forecast, scale = seasonal.forecast_and_scale(scaled, period, horizon)
+        forecast, scale = seasonal.forecast_and_scale(scaled, period, horizon, seasonal_fit)
     else:
         forecast, scale = autoregressive.forecast_and_scale(scaled, horizon, max_order, powers)
     return forecast - mean / std, scale
