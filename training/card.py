@@ -70,10 +70,11 @@ def verdict(value: float, anchor: str) -> str:
     return "yes" if met else f"**no**, off by {abs(value - target):.3f}"
 
 
-def versions_table(model_dir: Path, headline: tuple[str, str] | None) -> str:
+def versions_table(model_dir: Path, headline: tuple[str, str] | None, split_since: int = 1) -> str:
     """Every version in the model's folder, newest first, from its own manifest, with its
     ``headline`` (split, metric) figure when given: how a newer version compares on the same
-    validation."""
+    validation. Versions before ``split_since`` held out another validation split, and their
+    figure is marked so."""
     figure_column = f" {headline[0]} {headline[1]} |" if headline else ""
     rows = [
         f"| version | what it is |{figure_column} trained | served by default |",
@@ -86,7 +87,9 @@ def versions_table(model_dir: Path, headline: tuple[str, str] | None) -> str:
         figure = ""
         if headline:
             value = manifest.metrics.get(headline[0], {}).get(headline[1])
-            figure = f" {'' if value is None else f'{value:.4f}'} |"
+            # a figure on another validation split does not compare with the newer ones
+            other = " (on its own, other split)" if version < split_since else ""
+            figure = f" {'' if value is None else f'{value:.4f}{other}'} |"
         served = "yes" if i == 0 else f"with `version={version}`"
         rows.append(
             f"| {version} | {manifest.description.split('. ')[0]} |{figure} {date} | {served} |"
@@ -105,6 +108,7 @@ def write_card(
     architecture: str,
     limits: Sequence[str],
     headline: tuple[str, str] | None = None,
+    split_since: int = 1,
     selection: str = "",
     tests: str = "",
     extra: str = "",
@@ -142,7 +146,7 @@ def write_card(
 decoding, serving defaults) is in `{version}/manifest.json`.
 
 ## Versions
-{versions_table(path.parent, headline)}
+{versions_table(path.parent, headline, split_since)}
 
 ## Data and terms
 {data}

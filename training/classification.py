@@ -250,7 +250,7 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
             else "Kvasir-SEG (Jha et al., 2020), crops labelled from the masks",
             split="train: crops of Kvasir-SEG minus the 100 PraNet test ids (10% of frames held "
             f"out for early stopping); test: {crop_rule}; from kvasir_test_100, clinicdb_test_62",
-            command=train_command,
+            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, train_command),
             pretrained=checkpoint.citation(),
             test_evaluations=tests,
         ),

@@ -29,11 +29,16 @@ from service.repository.manifest import (
     Manifest,
     Preprocessing,
     ServingDefaults,
+    StreamDefaults,
     TensorSpec,
 )
 from training import augment, card, common, data, encoder, export, loop, ship
 from training.detection_eval import evaluate
 from training.detector import STRIDES, Detector, detection_loss
+
+# The first version whose validation split is stratified by hard frames (``small_or_several``);
+# older versions' validation figures are on a random split.
+STRATIFIED_SINCE = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class Config:
     weights: str = ""  # a checkpoint to continue from (with --epochs 0: export it as is)
     export: bool = True
     evaluate_test: bool = False  # score the test splits (once per shipped version)
+    # a `python -m tests.perf.smoothing --json` result: its chosen smoothing (on CVC-ClinicDB
+    # sequences 1-14) becomes this version's stream defaults
+    stream_defaults: str = ""
     dry_run: bool = False
 
 
@@ -80,6 +88,32 @@ def small_or_several(boxes_xyxy: list[np.ndarray | None]) -> np.ndarray:
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         hard[i] = len(boxes) > 1 or area.min() < 96**2
     return hard
+
+
+def stream_defaults(path: str) -> tuple[StreamDefaults, str]:
+    """The stream defaults a smoothing study chose (none without one), and the card's note with
+    the study's held-out figures."""
+    if not path:
+        return StreamDefaults(), ""
+    study = json.loads(Path(path).read_text())
+    chosen = {k: v for k, v in study["chosen"].items() if k in StreamDefaults.model_fields}
+    rows = "\n".join(
+        f"| {kind} | {r['per_frame_recall']} | {r['false_positives_per_min']} | "
+        f"{r['toggles_per_min']} | {r['polyps_seen']}/{r['polyps']} | "
+        f"{r['frames_to_first_display']} |"
+        for kind, r in study["held_out_on_video"].items()
+    )
+    note = (
+        "\n\nStream defaults (the tracker's smoothing for this version, which a session's query "
+        f"overrides): {json.dumps(chosen)}, chosen on CVC-ClinicDB sequences 1-14 by "
+        "`python -m tests.perf.smoothing` (the fewest false positives plus on-off toggles a "
+        "minute among the settings that find every polyp the raw output finds and keep 90 % of "
+        "its per-frame recall). Held-out sequences 15-29, each made into an MP4 and run through "
+        "`polypserve analyze` (`defaults`: the tracker's own):\n\n"
+        "| held-out | per-frame recall | false positives / min | on-off toggles / min | "
+        "polyps seen | frames to first display |\n|---|---|---|---|---|---|\n" + rows
+    )
+    return StreamDefaults(**chosen), note
 
 
 def pad_boxes(boxes: list[np.ndarray], m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,6 +260,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         ["boxes", "scores"],
         val_ap,
         cfg.max_latency_ms,
+        Path(cfg.out_dir) / cfg.name / str(cfg.version),
         runs=10 if cfg.dry_run else 100,
     )
     size, onnx_path, served = (chosen.size, chosen.size), chosen.onnx_path, at_size(chosen.size)
@@ -249,6 +284,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     dataset = "YOLO folder " + cfg.yolo_root if cfg.yolo_root else "Kvasir-SEG (Jha et al., 2020)"
     checkpoint = encoder.checkpoint(cfg.encoder)
     results = recorded | results
+    stream, stream_note = stream_defaults(cfg.stream_defaults)
     manifest = Manifest(
         task="detection",
         name=cfg.name,
@@ -268,7 +304,10 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         preprocessing=prep,
         detection=DetectionDecoding(),
         defaults=ServingDefaults(
-            score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold, max_detections=100
+            score_threshold=cfg.score_threshold,
+            iou_threshold=cfg.iou_threshold,
+            max_detections=100,
+            stream=stream,
         ),
         provenance=common.provenance(
             dataset=dataset,
@@ -276,7 +315,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             "frames with small or several boxes and of the rest held out for early stopping and "
             "the input size); test: kvasir_test_100 (official boxes), "
             "clinicdb_test_62 (boxes from mask connected components; never trained on)",
-            command=train_command,
+            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, train_command),
             pretrained=checkpoint.citation(),
             test_evaluations=tests,
         ),
@@ -313,12 +352,13 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             f"serving threshold {thr} after NMS at IoU {cfg.iou_threshold}."
         ),
         headline=("val", "ap50"),
+        split_since=STRATIFIED_SINCE,
         selection=ship.size_table(trials, "AP@0.5", chosen, cfg.max_latency_ms),
         tests=ship.test_note(tests, ["kvasir_test_100", "clinicdb_test_62"]),
-        extra=export.export_note(max_diff, chosen.latency_ms),
+        extra=export.export_note(max_diff, chosen.latency_ms) + stream_note,
         limits=[
-            "Trained on 810 still images of one data set; video frames with motion blur, water "
-            "or instruments are under-represented.",
+            f"Trained on {len(trainval) - len(val_ids)} still images of one data set; video "
+            "frames with motion blur, water or instruments are under-represented.",
             "Kvasir-SEG has no polyp-free frames: the false-positive rate on normal mucosa is "
             "not measured by these figures.",
             "Small (under ~20 px at input scale) and flat polyps are the likeliest misses.",

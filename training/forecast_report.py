@@ -195,7 +195,7 @@ def build_manifest(cfg, command, all_series, results, tests) -> Manifest:
             "sunspots_annual, one model per origin trained on the data before it; this model is "
             "origin 0's: all data except the last 12 values of those four (sunspots: before "
             "1983); recipe choices on validation origins 5-7, before the test windows",
-            command=command,
+            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, command),
             test_evaluations=tests,
         ),
         metrics=results,

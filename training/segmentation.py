@@ -202,6 +202,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
         ["logits"],
         val_dice,
         cfg.max_latency_ms,
+        Path(cfg.out_dir) / cfg.name / str(cfg.version),
         runs=10 if cfg.dry_run else 50,
     )
     size, onnx_path = (chosen.size, chosen.size), chosen.onnx_path
@@ -240,7 +241,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
             split="train: Kvasir-SEG minus the 100 PraNet test ids (10% of it held out for early "
             "stopping and the input size); test: kvasir_test_100, clinicdb_test_62 (never "
             "trained on)",
-            command=train_command,
+            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, train_command),
             pretrained=checkpoint.citation(),
             test_evaluations=tests,
         ),

@@ -42,11 +42,14 @@ def choose_input_size(
     output_names: list[str],
     score_val: Callable[[Path, int], float],
     max_latency_ms: float,
+    version_dir: Path,
     runs: int = 50,
 ) -> tuple[SizeTrial, list[SizeTrial]]:
     """Export the trained network at each input size (``build(size)`` gives it), time it and
     score it on validation (``score_val(onnx_path, size)``, higher is better); the best score
-    among the sizes within ``max_latency_ms`` wins (the fastest size when none is)."""
+    among the sizes within ``max_latency_ms`` wins (the fastest size when none is). A re-export
+    into ``version_dir`` keeps the size it ships: latency on a shared machine moves by a quarter
+    between runs, and a version's graph never changes."""
     trials = []
     for size in sizes:
         path = work_dir / f"model_{size}.onnx"
@@ -58,6 +61,13 @@ def choose_input_size(
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
     fast = [t for t in trials if t.latency_ms <= max_latency_ms]
     best = max(fast, key=lambda t: t.score) if fast else min(trials, key=lambda t: t.latency_ms)
+    if (version_dir / MANIFEST_FILE).is_file():
+        preprocessing = Manifest.read(version_dir / MANIFEST_FILE).preprocessing
+        shipped = preprocessing.size[0] if preprocessing is not None else None
+        kept = [t for t in trials if t.size == shipped]
+        if not kept:
+            raise export.ShippedVersionError(f"{version_dir} ships input size {shipped}")
+        best = kept[0]
     return best, trials
 
 
@@ -71,13 +81,25 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
     return "\n".join(
         [
             f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX "
-            f"Runtime CPU latency (2 threads) is within {limit:g} ms:",
+            f"Runtime CPU latency (2 threads) is within {limit:g} ms when the version was first "
+            "exported (a re-export keeps it; the latencies below are this export's):",
             "",
             f"| input | validation {metric} | latency ms | |",
             "|---|---|---|---|",
             *rows,
         ]
     )
+
+
+def command_chain(out_dir: Path, name: str, version: int, chain: str) -> str:
+    """The whole command chain of a version: a re-export of a shipped version appends its own
+    command (the last of ``chain``) to the chain the version's manifest records, so the step that
+    scored the test splits stays in it."""
+    path = out_dir / name / str(version) / MANIFEST_FILE
+    shipped = Manifest.read(path).provenance if path.is_file() else None
+    if shipped is None:
+        return chain
+    return f"{shipped.command} ; {chain.split(' ; ')[-1]}"
 
 
 def test_record(

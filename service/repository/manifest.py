@@ -121,12 +121,27 @@ class ForecastingDecoding(_Strict):
         return self
 
 
+class StreamDefaults(_Strict):
+    """A detector version's own defaults for the stream's tracker (``/v1/stream``,
+    ``polypserve analyze``), chosen for its scores; unset fields keep the tracker's defaults
+    (``service.stream.tracking.SmoothingConfig``), and a session's query overrides either."""
+
+    off_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    min_hits: int | None = Field(None, ge=1)
+    window: int | None = Field(None, ge=1, le=100)
+    max_misses: int | None = Field(None, ge=1, le=100)
+    match_iou: float | None = Field(None, gt=0.0, le=1.0)
+    match_distance: float | None = Field(None, ge=0.0, le=5.0)
+    box_alpha: float | None = Field(None, gt=0.0, le=1.0)
+
+
 class ServingDefaults(_Strict):
     score_threshold: float = Field(0.4, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.45, ge=0.0, le=1.0)
     max_detections: int = Field(100, gt=0)
     top_k: int = Field(5, gt=0)
     max_batch_size: int = Field(8, gt=0)
+    stream: StreamDefaults = StreamDefaults()
 
 
 class Provenance(_Strict):

@@ -53,14 +53,19 @@ class StreamOptions:
 
 
 def resolve_options(params: StreamParams, defaults: ServingDefaults) -> StreamOptions:
-    """Raises pydantic's ``ValidationError`` when the smoothing does not hold together."""
+    """The query's values, else the model version's stream defaults, else the tracker's own; a
+    default switch-off threshold above the switch-on one is lowered to it. Raises pydantic's
+    ``ValidationError`` when the smoothing does not hold together."""
     on = defaults.score_threshold if params.score_threshold is None else params.score_threshold
-    given = {
-        name: getattr(params, name)
-        for name in _SMOOTHING_FIELDS
-        if getattr(params, name) is not None
-    }
-    given.setdefault("off_threshold", min(on, SmoothingConfig().off_threshold))
+    given = {}
+    for name in _SMOOTHING_FIELDS:
+        value = getattr(params, name)
+        value = getattr(defaults.stream, name) if value is None else value
+        if value is not None:
+            given[name] = value
+    given.setdefault("off_threshold", SmoothingConfig().off_threshold)
+    if params.off_threshold is None:
+        given["off_threshold"] = min(on, given["off_threshold"])
     return StreamOptions(
         smoothing=SmoothingConfig(on_threshold=on, **given),
         iou_threshold=(

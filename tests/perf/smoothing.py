@@ -1,5 +1,6 @@
-"""The stream's smoothing defaults, chosen on CVC-ClinicDB sequences 1-14 and reported on the
-held-out sequences 15-29.
+"""A detector version's stream defaults (the tracker's smoothing), chosen on CVC-ClinicDB
+sequences 1-14 and reported on the held-out sequences 15-29; the detection trainer writes the
+chosen one into the version's manifest (``--stream-defaults`` with this command's ``--json``).
 
     python -m tests.perf.smoothing [--models-dir models] [--version N] [--json out.json]
 
@@ -7,7 +8,8 @@ Tuning: the detector runs once per frame through a live polypserve's ``/v1/strea
 (switch-on threshold at the grid's lowest, so every candidate's detections come back); each
 candidate then replays those detections through the stream's own ``Tracker``. Reporting: each
 held-out sequence is made into an H.264 MP4 here (deleted after) and analysed by
-``polypserve analyze`` with the raw threshold, the chosen smoothing and the current defaults.
+``polypserve analyze`` with the raw threshold, the chosen smoothing and the tracker's own
+defaults.
 Sequences are taken as 30 fps video and scored against their masks: a box is the polyp at
 IoU >= 0.3 with a mask's box.
 

@@ -1,0 +1,62 @@
+"""Choosing a version's input size, and keeping it on a re-export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import export, ship
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def choose(tmp_path: Path, version_dir: Path) -> int:
+    """Sizes 128 and 256 of a one-layer network; validation prefers 128."""
+    chosen, trials = ship.choose_input_size(
+        lambda _size: torch.nn.Conv2d(3, 1, 1),
+        (128, 256),
+        tmp_path,
+        ["out"],
+        lambda _path, size: 1.0 / size,
+        1e9,
+        version_dir,
+        runs=2,
+    )
+    assert [t.size for t in trials] == [128, 256]
+    return chosen.size
+
+
+def test_a_first_export_takes_the_best_size_and_a_re_export_the_shipped_one(
+    tmp_path: Path,
+) -> None:
+    version_dir = tmp_path / "models" / "polyp-detector" / "2"
+    assert choose(tmp_path, version_dir) == 128  # nothing shipped yet
+    version_dir.mkdir(parents=True)
+    shutil.copy(MODELS / "polyp-detector" / "2" / "manifest.json", version_dir)  # ships 256
+    assert choose(tmp_path, version_dir) == 256
+
+
+def test_a_re_export_without_the_shipped_size_is_refused(tmp_path: Path) -> None:
+    version_dir = tmp_path / "1"
+    version_dir.mkdir()
+    shutil.copy(MODELS / "polyp-classifier" / "2" / "manifest.json", version_dir)  # ships 128
+    with pytest.raises(export.ShippedVersionError, match="ships input size"):
+        ship.choose_input_size(
+            lambda _size: torch.nn.Conv2d(3, 1, 1), (64,), tmp_path, ["out"],
+            lambda _path, _size: 1.0, 1e9, version_dir, runs=2,
+        )  # fmt: skip
+
+
+def test_a_re_export_appends_its_command_to_the_shipped_chain(tmp_path: Path) -> None:
+    version_dir = tmp_path / "polyp-detector" / "2"
+    chain = "python -m training.detection --no-export ; python -m training.detection --epochs 0"
+    assert ship.command_chain(tmp_path, "polyp-detector", 2, chain) == chain  # first export
+    version_dir.mkdir(parents=True)
+    shutil.copy(MODELS / "polyp-detector" / "2" / "manifest.json", version_dir)
+    shipped = json.loads((version_dir / "manifest.json").read_text())["provenance"]["command"]
+    again = ship.command_chain(tmp_path, "polyp-detector", 2, chain)
+    assert again == f"{shipped} ; python -m training.detection --epochs 0"
