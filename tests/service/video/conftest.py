@@ -4,6 +4,7 @@ uvicorn serving it."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import os
@@ -105,11 +106,18 @@ def detector_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def detector_server(detector_repo: Path) -> Iterator[LiveServer]:
-    server = LiveServer(detector_repo)
+@contextlib.contextmanager
+def serving(repo: Path) -> Iterator[LiveServer]:
+    """A live uvicorn serving the repository ``repo``, stopped after."""
+    server = LiveServer(repo)
     try:
         server.wait_until_ready()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def detector_server(detector_repo: Path) -> Iterator[LiveServer]:
+    with serving(detector_repo) as server:
+        yield server

@@ -14,13 +14,14 @@ from PIL import Image
 
 from service.config import Settings
 from service.errors import InvalidInputError
+from service.repository.manifest import Manifest
 from service.repository.model_version import ModelVersion
-from service.stream.params import StreamParams
+from service.stream.params import StreamParams, resolve_options
 from service.stream.tracking import SmoothingConfig
 from service.video.detector import LocalAnalyzer, load_detector
 from service.video.pipeline import run_analysis
 from service.video.source import FrameSource, SourceFrame, VideoLimits, open_source
-from tests.service.video.conftest import decode_video
+from tests.service.video.conftest import DETECTOR, decode_video
 
 LIMITS = VideoLimits(max_pixels=3840 * 2160, max_duration_s=3600)
 
@@ -82,8 +83,11 @@ def test_the_report_describes_the_input_and_each_shown_track(
     assert report["input"] | {"path": ""} == {"path": "", "kind": "video", "container": "mov",
         "codec": "h264", "width": 384, "height": 288, "fps": 30.0, "duration_s": 0.833,
         "frames": 25}  # fmt: skip
-    assert report["model"] == {"name": "polyp-detector", "version": 1}
-    assert report["smoothing"] == SmoothingConfig().model_dump()  # the stream's defaults
+    assert report["model"] == {"name": "polyp-detector", "version": 2}  # the default
+    # the stream's defaults for that version: its manifest's, over the tracker's own
+    shipped = Manifest.read(DETECTOR / "2" / "manifest.json")
+    expected = resolve_options(StreamParams(), shipped.defaults).smoothing.model_dump()
+    assert report["smoothing"] == expected != SmoothingConfig().model_dump()
     assert report["totals"]["frames"] == 25 and report["totals"]["tracks"] == len(report["tracks"])
     shown = 0
     for track in report["tracks"]:
