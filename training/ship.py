@@ -94,12 +94,13 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
 def command_chain(out_dir: Path, name: str, version: int, chain: str) -> str:
     """The whole command chain of a version: a re-export of a shipped version appends its own
     command (the last of ``chain``) to the chain the version's manifest records, so the step that
-    scored the test splits stays in it."""
+    scored the test splits stays in it; the same export run again adds nothing."""
     path = out_dir / name / str(version) / MANIFEST_FILE
     shipped = Manifest.read(path).provenance if path.is_file() else None
-    if shipped is None:
-        return chain
-    return f"{shipped.command} ; {chain.split(' ; ')[-1]}"
+    this = chain.split(" ; ")[-1]
+    if shipped is None or shipped.command.split(" ; ")[-1] == this:  # the same export again
+        return shipped.command if shipped is not None else chain
+    return f"{shipped.command} ; {this}"
 
 
 def test_record(

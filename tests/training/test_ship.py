@@ -60,3 +60,6 @@ def test_a_re_export_appends_its_command_to_the_shipped_chain(tmp_path: Path) ->
     shipped = json.loads((version_dir / "manifest.json").read_text())["provenance"]["command"]
     again = ship.command_chain(tmp_path, "polyp-detector", 2, chain)
     assert again == f"{shipped} ; python -m training.detection --epochs 0"
+    assert ship.command_chain(tmp_path, "polyp-detector", 2, f"x ; {shipped.split(' ; ')[-1]}") == (
+        shipped
+    )  # the same export again adds nothing

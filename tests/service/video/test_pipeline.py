@@ -70,7 +70,10 @@ def test_boxes_change_the_pixels_where_tracks_are_and_only_there(
         change = np.abs(after[frame].astype(int) - before[frame]).sum(axis=2)  # R+G+B
         left_edge = change[y1 + 10 : y2 - 10, x1 : x1 + 2]  # 2 pixels wide at 288 rows
         inside = change[y1 + 12 : y2 - 12, x1 + 12 : x2 - 12]
-        assert left_edge.mean() > 150 and inside.mean() < 30, (left_edge.mean(), inside.mean())
+        # medians: another track's outline or label may cross this box in the same frame, but a
+        # filled box would move most of its inside
+        edge, middle = np.median(left_edge), np.median(inside)
+        assert edge > 150 and middle < 30, (track["track_id"], edge, middle)
     unshown = min(t["first_frame"] for t in report["tracks"])
     for frame in range(unshown):  # no box yet: only the re-encoding's noise
         assert np.abs(after[frame].astype(int) - before[frame]).mean() < 4
@@ -97,7 +100,9 @@ def test_the_report_describes_the_input_and_each_shown_track(
         span = (track["last_frame"] - track["first_frame"] + 1) / 30
         assert track["duration_s"] == pytest.approx(span, abs=2e-3)
         assert track["first_time_s"] == pytest.approx(track["first_frame"] / 30, abs=2e-3)
-        assert 0.4 <= track["mean_score"] <= track["max_score"] <= 1
+        # shown from the switch-on threshold, kept down to the switch-off one
+        assert report["smoothing"]["off_threshold"] <= track["mean_score"] <= track["max_score"]
+        assert report["smoothing"]["on_threshold"] <= track["max_score"] <= 1
         width, height = Image.open(track["thumbnail"]).size
         x1, y1, x2, y2 = track["best_box"]
         assert Path(track["thumbnail"]).parent == thumbnails
