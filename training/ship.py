@@ -61,9 +61,8 @@ def choose_input_size(
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
     fast = [t for t in trials if t.latency_ms <= max_latency_ms]
     best = max(fast, key=lambda t: t.score) if fast else min(trials, key=lambda t: t.latency_ms)
-    if (version_dir / MANIFEST_FILE).is_file():
-        preprocessing = Manifest.read(version_dir / MANIFEST_FILE).preprocessing
-        shipped = preprocessing.size[0] if preprocessing is not None else None
+    if (manifest := shipped_manifest(version_dir)) is not None:
+        shipped = manifest.preprocessing.size[0] if manifest.preprocessing is not None else None
         kept = [t for t in trials if t.size == shipped]
         if not kept:
             raise export.ShippedVersionError(f"{version_dir} ships input size {shipped}")
@@ -91,16 +90,21 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
     )
 
 
+def shipped_manifest(version_dir: Path) -> Manifest | None:
+    """The manifest of the version in ``version_dir``, if it ships already."""
+    path = version_dir / MANIFEST_FILE
+    return Manifest.read(path) if path.is_file() else None
+
+
 def command_chain(out_dir: Path, name: str, version: int, chain: str) -> str:
     """The whole command chain of a version: a re-export of a shipped version appends its own
     command (the last of ``chain``) to the chain the version's manifest records, so the step that
     scored the test splits stays in it; the same export run again adds nothing."""
-    path = out_dir / name / str(version) / MANIFEST_FILE
-    shipped = Manifest.read(path).provenance if path.is_file() else None
-    this = chain.split(" ; ")[-1]
-    if shipped is None or shipped.command.split(" ; ")[-1] == this:  # the same export again
-        return shipped.command if shipped is not None else chain
-    return f"{shipped.command} ; {this}"
+    manifest = shipped_manifest(out_dir / name / str(version))
+    if manifest is None or manifest.provenance is None:
+        return chain
+    shipped, this = manifest.provenance.command, chain.split(" ; ")[-1]
+    return shipped if shipped.split(" ; ")[-1] == this else f"{shipped} ; {this}"
 
 
 def test_record(
@@ -112,10 +116,9 @@ def test_record(
     looks at the test splits; a re-export of the same graph without scoring keeps the figures."""
     version_dir = out_dir / name / str(version)
     export.refuse_other_weights(version_dir, onnx_path)
-    path = version_dir / MANIFEST_FILE
-    if not path.is_file():
+    manifest = shipped_manifest(version_dir)
+    if manifest is None:
         return int(evaluate_test), {}
-    manifest = Manifest.read(path)
     before = manifest.provenance.test_evaluations if manifest.provenance is not None else 0
     return before + int(evaluate_test), manifest.metrics
 

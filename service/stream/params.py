@@ -11,18 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.repository.manifest import ServingDefaults
+from service.repository.manifest import ServingDefaults, StreamDefaults
 from service.stream.tracking import SmoothingConfig
-
-_SMOOTHING_FIELDS = (
-    "off_threshold",
-    "min_hits",
-    "window",
-    "max_misses",
-    "match_iou",
-    "match_distance",
-    "box_alpha",
-)
 
 
 class StreamParams(BaseModel):
@@ -57,15 +47,12 @@ def resolve_options(params: StreamParams, defaults: ServingDefaults) -> StreamOp
     default switch-off threshold above the switch-on one is lowered to it. Raises pydantic's
     ``ValidationError`` when the smoothing does not hold together."""
     on = defaults.score_threshold if params.score_threshold is None else params.score_threshold
-    given = {}
-    for name in _SMOOTHING_FIELDS:
-        value = getattr(params, name)
-        value = getattr(defaults.stream, name) if value is None else value
-        if value is not None:
-            given[name] = value
-    given.setdefault("off_threshold", SmoothingConfig().off_threshold)
+    given = defaults.stream.model_dump(exclude_none=True)
+    given |= params.model_dump(include=set(StreamDefaults.model_fields), exclude_none=True)
     if params.off_threshold is None:
-        given["off_threshold"] = min(on, given["off_threshold"])
+        given["off_threshold"] = min(
+            on, given.get("off_threshold", SmoothingConfig().off_threshold)
+        )
     return StreamOptions(
         smoothing=SmoothingConfig(on_threshold=on, **given),
         iou_threshold=(
