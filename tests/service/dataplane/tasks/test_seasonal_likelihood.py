@@ -57,15 +57,6 @@ def test_the_forecast_is_the_best_linear_predictor() -> None:
     np.testing.assert_allclose(got, expected[len(z) :], rtol=0, atol=1e-9)
 
 
-def test_the_exact_fit_recovers_coefficients_near_the_unit_circle() -> None:
-    """A seasonal moving average near 1, where the conditional fit's zero start decays slowly."""
-    y = airline_series(0.4, 0.9, 360, seed=5)
-    w = np.diff(y[12:] - y[:-12])
-    theta, seasonal_theta = seasonal._estimate_exact(w, 12)
-    assert theta == pytest.approx(0.4, abs=0.1)
-    assert seasonal_theta == pytest.approx(0.9, abs=0.1)
-
-
 def test_the_criterion_changes_only_the_seasonal_base() -> None:
     t = np.arange(120, dtype=np.float64)
     y = 50.0 + 0.3 * t + 5.0 * np.sin(2 * np.pi * t / 12)
