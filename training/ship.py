@@ -43,20 +43,21 @@ def choose_input_size(
     score_val: Callable[[Path, int], float],
     max_latency_ms: float,
     version_dir: Path,
+    threads: int,
     runs: int = 50,
 ) -> tuple[SizeTrial, list[SizeTrial]]:
     """Export the trained network at each input size (``build(size)`` gives it), time it and
     score it on validation (``score_val(onnx_path, size)``, higher is better); the best score
-    among the sizes within ``max_latency_ms`` wins (the fastest size when none is). A re-export
-    into ``version_dir`` keeps the size it ships: latency on a shared machine moves by a quarter
-    between runs, and a version's graph never changes."""
+    among the sizes within ``max_latency_ms`` on ``threads`` intra-op threads wins (the fastest
+    size when none is). A re-export into ``version_dir`` keeps the size it ships: latency on a
+    shared machine moves by a quarter between runs, and a version's graph never changes."""
     trials = []
     for size in sizes:
         path = work_dir / f"model_{size}.onnx"
         export.export_onnx(
             build(size), {"images": torch.zeros(1, 3, size, size)}, path, output_names
         )
-        latency = export.latency_ms(path, {"images": (1, 3, size, size)}, runs=runs)
+        latency = export.latency_ms(path, {"images": (1, 3, size, size)}, runs, threads)
         trials.append(SizeTrial(size, latency, score_val(path, size), path))
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
     fast = [t for t in trials if t.latency_ms <= max_latency_ms]
@@ -70,7 +71,9 @@ def choose_input_size(
     return best, trials
 
 
-def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limit: float) -> str:
+def size_table(
+    trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limit: float, threads: int
+) -> str:
     """The card's record of the size choice."""
     rows = [
         f"| {t.size}x{t.size} | {t.score:.4f} | {t.latency_ms:.1f} |"
@@ -80,8 +83,9 @@ def size_table(trials: Sequence[SizeTrial], metric: str, chosen: SizeTrial, limi
     return "\n".join(
         [
             f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX "
-            f"Runtime CPU latency (2 threads) is within {limit:g} ms when the version was first "
-            "exported (a re-export keeps it; the latencies below are this export's):",
+            f"Runtime CPU latency ({threads} thread{'s' if threads > 1 else ''}) is within "
+            f"{limit:g} ms when the version was first exported (a re-export keeps it; the "
+            "latencies below are this export's):",
             "",
             f"| input | validation {metric} | latency ms | |",
             "|---|---|---|---|",

@@ -14,20 +14,32 @@ from training import export, ship
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def choose(tmp_path: Path, version_dir: Path) -> int:
-    """Sizes 128 and 256 of a one-layer network; validation prefers 128."""
+def choose(
+    tmp_path: Path, version_dir: Path, prefer_small: bool = True, max_latency_ms: float = 1e9
+) -> int:
+    """Sizes 128 and 256 of a one-layer network; validation prefers 128 (or 256)."""
     chosen, trials = ship.choose_input_size(
-        lambda _size: torch.nn.Conv2d(3, 1, 1),
+        lambda _size: torch.nn.Conv2d(3, 16, 3),  # 256 px costs four times 128's
         (128, 256),
         tmp_path,
         ["out"],
-        lambda _path, size: 1.0 / size,
-        1e9,
+        lambda _path, size: 1.0 / size if prefer_small else float(size),
+        max_latency_ms,
         version_dir,
-        runs=2,
+        threads=1,
+        runs=5,
     )
     assert [t.size for t in trials] == [128, 256]
+    table = ship.size_table(trials, "AP", chosen, max_latency_ms, threads=1)
+    assert "(1 thread)" in table and f"| {chosen.size}x{chosen.size} |" in table
     return chosen.size
+
+
+def test_the_best_size_within_the_latency_budget_wins_and_the_fastest_when_none_fits(
+    tmp_path: Path,
+) -> None:
+    assert choose(tmp_path, tmp_path / "1", prefer_small=False) == 256
+    assert choose(tmp_path, tmp_path / "1", prefer_small=False, max_latency_ms=0.0) == 128
 
 
 def test_a_first_export_takes_the_best_size_and_a_re_export_the_shipped_one(
@@ -47,7 +59,7 @@ def test_a_re_export_without_the_shipped_size_is_refused(tmp_path: Path) -> None
     with pytest.raises(export.ShippedVersionError, match="ships input size"):
         ship.choose_input_size(
             lambda _size: torch.nn.Conv2d(3, 1, 1), (64,), tmp_path, ["out"],
-            lambda _path, _size: 1.0, 1e9, version_dir, runs=2,
+            lambda _path, _size: 1.0, 1e9, version_dir, threads=1, runs=2,
         )  # fmt: skip
 
 
