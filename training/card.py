@@ -116,6 +116,7 @@ def write_card(
     """The whole card of ``manifest``'s version, from the run that made it: nothing in it is
     written by hand, so a new run rewrites it entirely. Earlier versions keep their own card
     (``<version>/README.md``, when they have one) and are listed in the versions table."""
+    keep_earlier_card(path, manifest.version)
     prov = manifest.provenance
     provenance = ""
     if prov is not None:
@@ -170,3 +171,15 @@ decoding, serving defaults) is in `{version}/manifest.json`.
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(re.sub(r"\n{3,}", "\n\n", text))
+
+
+def keep_earlier_card(path: Path, version: int) -> None:
+    """Move the card at ``path`` into its own version's folder when it is an earlier version's
+    (the first export of a new version), its links made relative to that folder."""
+    heading = re.match(r"# .+ \(version (\d+)\)", path.read_text()) if path.is_file() else None
+    if heading is None or int(heading.group(1)) == version:
+        return
+    earlier = heading.group(1)
+    text = path.read_text().replace(f"]({earlier}/", "](").replace(f"`{earlier}/", "`")
+    (path.parent / earlier / "README.md").write_text(text)
+    path.unlink()
