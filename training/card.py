@@ -91,9 +91,10 @@ def versions_table(model_dir: Path, headline: tuple[str, str] | None, split_sinc
             other = " (on its own, other split)" if version < split_since else ""
             figure = f" {'' if value is None else f'{value:.4f}{other}'} |"
         served = "yes" if i == 0 else f"with `version={version}`"
-        rows.append(
-            f"| {version} | {manifest.description.split('. ')[0]} |{figure} {date} | {served} |"
-        )
+        what = manifest.description.split(". ")[0]
+        if manifest.preprocessing is not None:  # versions may differ by input size alone
+            what += " (input {}x{})".format(*manifest.preprocessing.size)
+        rows.append(f"| {version} | {what} |{figure} {date} | {served} |")
     return "\n".join(rows)
 
 

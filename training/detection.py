@@ -361,7 +361,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             trials, "AP@0.5", chosen, cfg.max_latency_ms, cfg.latency_threads
         ),
         tests=ship.test_note(tests, ["kvasir_test_100", "clinicdb_test_62"]),
-        extra=export.export_note(max_diff, chosen.latency_ms) + stream_note,
+        extra=export.export_note(max_diff, chosen.latency_ms, cfg.latency_threads) + stream_note,
         limits=[
             f"Trained on {len(trainval) - len(val_ids)} still images of one data set; video "
             "frames with motion blur, water or instruments are under-represented.",

@@ -115,9 +115,10 @@ def write_model_dir(out_dir: Path, onnx_path: Path, manifest: Manifest) -> Path:
     return version_dir
 
 
-def export_note(max_abs_diff: float, latency: float) -> str:
+def export_note(max_abs_diff: float, latency: float, threads: int = 2) -> str:
     return (
         f"ONNX export check: `onnx.checker` passed; ONNX Runtime vs PyTorch on validation inputs, "
         f"max absolute difference {max_abs_diff:.2e}. Latency: {latency:.1f} ms median per "
-        "batch-1 call, ONNX Runtime CPU, 2 intra-op threads, on the project's 2-core machine."
+        f"batch-1 call, ONNX Runtime CPU, {threads} intra-op thread{'s' if threads > 1 else ''}, "
+        "on the project's 2-core machine."
     )

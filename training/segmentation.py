@@ -279,7 +279,7 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
         headline=("kvasir_val", "dice"),
         selection=ship.size_table(trials, "Dice", chosen, cfg.max_latency_ms, cfg.latency_threads),
         tests=ship.test_note(tests, ["kvasir_test_100", "clinicdb_test_62"]),
-        extra=export.export_note(max_diff, chosen.latency_ms),
+        extra=export.export_note(max_diff, chosen.latency_ms, cfg.latency_threads),
         limits=[
             "Trained on 810 images of one data set; other endoscopes are measured by the "
             "CVC-ClinicDB row only.",
