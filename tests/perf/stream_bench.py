@@ -55,6 +55,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float) -> dict[str, Any]:
     """Send frames at ``fps`` (None: as fast as possible) for ``seconds``; measure results."""
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {}  # the server's own timing of each result, by stage
     dropped_reported = 0
     async with connect(url, max_size=None) as ws:
         json.loads(await ws.recv())
@@ -70,6 +71,8 @@ async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float
                 if message["type"] == "result":
                     latencies.append((time.perf_counter() - message["timestamp"]) * 1000)
                     dropped_reported += message["dropped"]
+                    for stage, ms in message["timing_ms"].items():
+                        stages.setdefault(stage, []).append(ms)
                 elif message["type"] == "report":
                     done.set()
                     message_report.update(message)
@@ -97,6 +100,7 @@ async def offer(url: str, frames: list[bytes], fps: float | None, seconds: float
         "offered_fps": round(sent / seconds, 1),
         "processed_fps": round(len(latencies) / elapsed, 1),
         "latency_ms": percentiles(latencies),
+        "server_stage_median_ms": {k: round(float(np.median(v)), 1) for k, v in stages.items()},
         "sent": sent,
         "processed": frames_report["processed"],
         "dropped": frames_report["dropped"],
