@@ -56,7 +56,8 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     else:  # the forecaster's validation figures come from a --validate run: test windows here
         argv += ["--evaluate-test"]
     results = module.main(argv)
-    version = 3 if task == "forecasting" else 2  # the trainers' next versions
+    # the trainers' default versions
+    version = {"forecasting": 3, "detection": 3}.get(task, 2)
     manifest = check_model_dir(out_dir / name / str(version))
     assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
@@ -226,7 +227,7 @@ def test_detection_trains_on_a_yolo_folder(tmp_path: Path) -> None:
             "--evaluate-test",
         ]
     )
-    manifest = check_model_dir(out_dir / "yolo-detector" / "2")
+    manifest = check_model_dir(out_dir / "yolo-detector" / "3")
     # no Kvasir or ClinicDB test split for a foreign folder, even when asked
     assert set(results) == {"val", "val_hard"}
     assert manifest.provenance is not None

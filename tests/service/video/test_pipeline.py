@@ -86,9 +86,10 @@ def test_the_report_describes_the_input_and_each_shown_track(
     assert report["input"] | {"path": ""} == {"path": "", "kind": "video", "container": "mov",
         "codec": "h264", "width": 384, "height": 288, "fps": 30.0, "duration_s": 0.833,
         "frames": 25}  # fmt: skip
-    assert report["model"] == {"name": "polyp-detector", "version": 2}  # the default
+    newest = max(int(p.name) for p in DETECTOR.iterdir() if p.name.isdigit())
+    assert report["model"] == {"name": "polyp-detector", "version": newest}  # the default
     # the stream's defaults for that version: its manifest's, over the tracker's own
-    shipped = Manifest.read(DETECTOR / "2" / "manifest.json")
+    shipped = Manifest.read(DETECTOR / str(newest) / "manifest.json")
     expected = resolve_options(StreamParams(), shipped.defaults).smoothing.model_dump()
     assert report["smoothing"] == expected != SmoothingConfig().model_dump()
     assert report["totals"]["frames"] == 25 and report["totals"]["tracks"] == len(report["tracks"])
