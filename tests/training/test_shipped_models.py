@@ -48,8 +48,12 @@ def require_real_data() -> Path:
 
 
 # the image models shipped from the pretrained encoder, and the newest version of each
-PRETRAINED = (("polyp-segmenter", 2), ("polyp-detector", 2), ("polyp-detector", 3))
-PRETRAINED += (("polyp-classifier", 2),)
+PRETRAINED = (
+    ("polyp-segmenter", 2),
+    ("polyp-detector", 2),
+    ("polyp-detector", 3),
+    ("polyp-classifier", 2),
+)
 NEWEST = {"polyp-segmenter": 2, "polyp-detector": 3, "polyp-classifier": 2}
 
 
