@@ -46,10 +46,10 @@ class Config:
     out_dir: str = str(common.MODELS_DIR)
     work_dir: str = "runs/classification"
     name: str = "polyp-classifier"
-    version: int = 2
+    version: int = 3
     device: str = "auto"
     seed: int = 1337
-    size: int = 128  # network input (square)
+    size: int = 192  # network input (square)
     load_size: int = 256  # frames are held at this size for cutting training crops
     encoder: str = "lite0"  # EfficientNet-Lite variant, ImageNet-pretrained
     dropout: float = 0.3

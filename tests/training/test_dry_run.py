@@ -57,7 +57,7 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
         argv += ["--evaluate-test"]
     results = module.main(argv)
     # the trainers' default versions
-    version = {"forecasting": 3, "detection": 3}.get(task, 2)
+    version = {"forecasting": 3, "detection": 3, "classification": 3}.get(task, 2)
     manifest = check_model_dir(out_dir / name / str(version))
     assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
@@ -256,7 +256,7 @@ def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
             str(tmp_path / "work"),
         ]
     )
-    manifest = check_model_dir(out_dir / "folder-classifier" / "2")
+    manifest = check_model_dir(out_dir / "folder-classifier" / "3")
     assert manifest.labels == ["lesion", "mucosa"]
     assert set(results) == {"val"} and 0.0 <= results["val"]["roc_auc"] <= 1.0
 

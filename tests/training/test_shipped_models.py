@@ -53,8 +53,9 @@ PRETRAINED = (
     ("polyp-detector", 2),
     ("polyp-detector", 3),
     ("polyp-classifier", 2),
+    ("polyp-classifier", 3),
 )
-NEWEST = {"polyp-segmenter": 2, "polyp-detector": 3, "polyp-classifier": 2}
+NEWEST = {"polyp-segmenter": 2, "polyp-detector": 3, "polyp-classifier": 3}
 
 
 def load(name: str, version: int = 1):
@@ -131,9 +132,10 @@ def test_detector_reproduces_kvasir_test_ap(version: int) -> None:
         assert got[key] == pytest.approx(recorded[key], abs=TOLERANCE), key
 
 
-def test_classifier_reproduces_test_crop_auc() -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_classifier_reproduces_test_crop_auc(version: int) -> None:
     root = require_real_data()
-    manifest, session = load("polyp-classifier", 2)
+    manifest, session = load("polyp-classifier", version)
     assert manifest.labels == ["no_polyp", "polyp"]
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     seed = classification.Config().seed + 1  # the seed the trainer used for this split
