@@ -26,8 +26,9 @@ from tests.contract.test_videos import MP4, clip
 BUILD = REPO_ROOT / "docker" / "build-local.sh"
 # crun and podman's default ulimits are refused on this project's machines; these are accepted.
 RUN_OPTIONS = ["--network=host", "--ulimit", "nofile=10000:10000", "--ulimit", "nproc=4096:4096"]
-# 379 MB before PyAV, whose wheel's bundled FFmpeg libraries add about 110 MB.
-MAX_CPU_IMAGE_BYTES = 520 * 1000**2
+# The image less its models: 379 MB before PyAV, whose wheel's bundled FFmpeg libraries add
+# about 110 MB, 451 MB since. The models folder is copied whole and grows with each version.
+MAX_CPU_IMAGE_BYTES_LESS_MODELS = 460 * 1000**2
 NOT_IN_THE_IMAGE = ["torch", "onnxruntime-gpu"] + [
     re.split(r"[=<>\[ ]", requirement)[0]
     for requirement in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
@@ -218,7 +219,10 @@ def test_no_torch_training_code_or_data_set_is_in_the_image(cpu_container: Conta
 def test_the_cpu_image_is_small(cpu_image: str) -> None:
     podman = _podman()
     size = int(_run(*podman, "image", "inspect", "--format", "{{.Size}}", cpu_image).stdout)
-    assert size <= MAX_CPU_IMAGE_BYTES, f"{size / 1000**2:.0f} MB"
+    shipped = (REPO_ROOT / "models").rglob("*")
+    # what .dockerignore lets into the image: not the training curves
+    models = sum(f.stat().st_size for f in shipped if f.is_file() and f.suffix != ".png")
+    assert size - models <= MAX_CPU_IMAGE_BYTES_LESS_MODELS, f"{size / 1000**2:.0f} MB in all"
 
 
 def test_podman_stop_during_steady_load_loses_no_request(cpu_image: str) -> None:
