@@ -177,10 +177,11 @@ decoding, serving defaults) is in `{version}/manifest.json`.
 def keep_earlier_card(path: Path, version: int) -> None:
     """Move the card at ``path`` into its own version's folder when it is an earlier version's
     (the first export of a new version), its links made relative to that folder."""
-    heading = re.match(r"# .+ \(version (\d+)\)", path.read_text()) if path.is_file() else None
+    text = path.read_text() if path.is_file() else ""
+    heading = re.match(r"# .+ \(version (\d+)\)", text)
     if heading is None or int(heading.group(1)) == version:
         return
     earlier = heading.group(1)
-    text = path.read_text().replace(f"]({earlier}/", "](").replace(f"`{earlier}/", "`")
+    text = text.replace(f"]({earlier}/", "](").replace(f"`{earlier}/", "`")
     (path.parent / earlier / "README.md").write_text(text)
     path.unlink()

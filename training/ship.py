@@ -51,6 +51,11 @@ def choose_input_size(
     among the sizes within ``max_latency_ms`` on ``threads`` intra-op threads wins (the fastest
     size when none is). A re-export into ``version_dir`` keeps the size it ships: latency on a
     shared machine moves by a quarter between runs, and a version's graph never changes."""
+    shipped = None  # the input size a re-export must keep
+    if (manifest := shipped_manifest(version_dir)) is not None:
+        shipped = manifest.preprocessing.size[0] if manifest.preprocessing is not None else None
+        if shipped not in sizes:  # refused before anything is exported
+            raise export.ShippedVersionError(f"{version_dir} ships input size {shipped}")
     trials = []
     for size in sizes:
         path = work_dir / f"model_{size}.onnx"
@@ -62,12 +67,8 @@ def choose_input_size(
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
     fast = [t for t in trials if t.latency_ms <= max_latency_ms]
     best = max(fast, key=lambda t: t.score) if fast else min(trials, key=lambda t: t.latency_ms)
-    if (manifest := shipped_manifest(version_dir)) is not None:
-        shipped = manifest.preprocessing.size[0] if manifest.preprocessing is not None else None
-        kept = [t for t in trials if t.size == shipped]
-        if not kept:
-            raise export.ShippedVersionError(f"{version_dir} ships input size {shipped}")
-        best = kept[0]
+    if shipped is not None:
+        best = next(t for t in trials if t.size == shipped)
     return best, trials
 
 
