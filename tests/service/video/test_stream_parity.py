@@ -6,7 +6,7 @@ service, within one grey level of each other: every frame holds the same detecti
 with scores within 0.02 and boxes that overlap by 85 %. A folder's images go through
 the same code on both sides and give identical results.
 
-These tests run the detector's version 1. With version 2 (the default), frame 22 of this clip
+These tests run the detector's version 1. With version 2, frame 22 of this clip
 holds two boxes whose overlap, IoU 0.446, sits at the NMS threshold of 0.45, and the two resizes
 fall on either side of it: one side shows a second track for two frames. What is tested here is
 that both sides run the same code; a detection at a threshold's edge can fall either way
