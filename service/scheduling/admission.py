@@ -11,8 +11,11 @@ The budget never refuses while fewer than ``min_admitted`` requests are in, the 
 completions per second of the time with at least that many in, smoothed, which is the capacity
 as it stands (frame size, batch sizes, whatever else shares the CPU). Time with fewer in would
 measure one request's latency instead, and the bursts of a light load would be refused. Until
-the first measurement, and once the last one is STALE_S old, only the places limit: a capacity
-measured during a storm of retries, or before the load changed, must not refuse what follows.
+the first measurement, and once the last one is STALE_S old (a capacity measured during a storm
+of retries, or before the load changed, must not refuse what follows), the budget goes by the
+model's ``ceiling``: the requests a second its inference alone could complete, which no
+pipeline beats. Without it, an overload that begins after a light load would fill every place
+before its first measurement, and those requests would wait for all the others.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ class Admission:
         max_requests: int,
         latency_budget_ms: float = 0.0,
         min_admitted: int = 1,
+        ceiling: Callable[[], float | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_requests = max_requests
         self.latency_budget_s = latency_budget_ms / 1000.0  # 0: no budget
         self.min_admitted = min_admitted
+        self._ceiling = ceiling
         self._clock = clock
         self.admitted = 0
         self.closing = False
@@ -50,9 +55,10 @@ class Admission:
         self._last_event = clock()
 
     def expected_latency_s(self) -> float | None:
-        """What a request admitted now can expect to wait for its answer, if measured yet."""
-        throughput = self._fresh_throughput(self._clock())
-        return None if throughput is None else (self.admitted + 1) / throughput
+        """What a request admitted now can expect to wait for its answer, if anything is known:
+        by the measured throughput, else at least what the model's ceiling gives."""
+        throughput = self._fresh_throughput(self._clock()) or self._ceiling()
+        return (self.admitted + 1) / throughput if throughput else None
 
     def _fresh_throughput(self, now: float) -> float | None:
         """The measured throughput, unless none was measured for STALE_S."""

@@ -68,12 +68,15 @@ class Batcher:
         self._workers: list[asyncio.Task[None]] = []
         self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix="infer")
         self._running = 0
+        self.stats = BatchStats()
         # Taken by each HTTP request before its body is read (service.api.deps); its closing
         # flag is the batcher's too.
         self.admission = Admission(
-            config.max_queue_size, config.latency_budget_ms, config.pipeline_width
+            config.max_queue_size,
+            config.latency_budget_ms,
+            config.pipeline_width,
+            ceiling=self.inference_ceiling,
         )
-        self.stats = BatchStats()
         # Called once per batch with (rows, each item's queue seconds, compute seconds).
         self.observers: list[Callable[[int, list[float], float], None]] = []
 
@@ -112,6 +115,13 @@ class Batcher:
             raise DeadlineExceededError(
                 f"inference did not finish within {self.config.timeout_ms:g} ms"
             ) from None
+
+    def inference_ceiling(self) -> float | None:
+        """Rows a second the model's instances have inferred at their best batch size (means
+        over every batch run, so one lucky batch does not count): no request completes faster,
+        as each holds a row or more. None before the first batch."""
+        rates = [rows * d.count * 1e9 / d.ns for rows, d in self.stats.batches.items() if d.ns]
+        return max(rates) * self.config.instances if rates else None
 
     @property
     def idle(self) -> bool:

@@ -105,6 +105,28 @@ def test_a_light_load_measures_no_throughput_so_its_bursts_are_not_refused() -> 
             places.enter_context(admission.hold())
 
 
+def test_until_the_throughput_is_measured_the_budget_goes_by_the_ceiling() -> None:
+    """An overload after a light load: nothing measured, but no more admitted than the model's
+    inference alone could answer within the budget (at 50 a second, 5 in 100 ms)."""
+    clock = Clock()
+    admission = Admission(
+        max_requests=64, latency_budget_ms=100, min_admitted=3, ceiling=lambda: 50.0, clock=clock
+    )
+    serve(admission, clock, 100, 0.05)  # a light load: one at a time
+    assert admission.throughput is None
+    with ExitStack() as places:
+        for _ in range(5):
+            places.enter_context(admission.hold())
+        with pytest.raises(OverloadedError, match="about 120 ms, over its latency budget"):
+            places.enter_context(admission.hold())
+    # a measured throughput under the ceiling is what counts while it is fresh
+    keep_full(admission, clock, in_flight=3, per_second=20)
+    assert admission.throughput is not None and admission.throughput < 50
+    assert admission.expected_latency_s() == pytest.approx(1 / admission.throughput)
+    clock.now += STALE_S + 1
+    assert admission.expected_latency_s() == pytest.approx(1 / 50)
+
+
 def test_a_stale_measurement_is_forgotten_and_a_new_one_starts_afresh() -> None:
     clock = Clock()
     admission = Admission(max_requests=64, latency_budget_ms=50, min_admitted=1, clock=clock)

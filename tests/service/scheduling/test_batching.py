@@ -111,6 +111,19 @@ async def test_admission_follows_the_config_and_closes_with_the_batcher() -> Non
         pass
 
 
+async def test_the_ceiling_is_the_best_batch_sizes_rows_per_second_times_the_instances() -> None:
+    batcher = Batcher(RecordingModel(seconds=0.02), BatchingConfig(instances=2), batchable=True)
+    assert batcher.inference_ceiling() is None and batcher.admission.expected_latency_s() is None
+    await batcher.infer(_item(0))  # one row in about 20 ms
+    await asyncio.gather(*(batcher.infer(_item(i)) for i in range(4)))  # four in about 20 ms
+    alone, together = (batcher.stats.batches[n] for n in (1, 4))
+    best = 4 * together.count * 1e9 / together.ns
+    assert best > 1e9 / alone.ns  # batching made the rows cheaper: the ceiling is the batch's
+    assert batcher.inference_ceiling() == pytest.approx(2 * best)
+    assert batcher.admission.expected_latency_s() == pytest.approx(1 / (2 * best))
+    await batcher.close()
+
+
 async def test_deadline_answers_504_and_drops_work_not_started() -> None:
     model = RecordingModel(seconds=0.2)
     batcher = Batcher(model, BatchingConfig(max_batch_size=1, timeout_ms=100), True)
