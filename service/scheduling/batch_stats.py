@@ -18,7 +18,8 @@ class Duration:
 
 @dataclass
 class BatchStats:
-    """Cumulative counters read by the v2 statistics route.
+    """Cumulative counters read by the v2 statistics route (and the batch times by the latency
+    budget's ceiling).
 
     Request-level ``success``/``fail`` and ``compute_input``/``compute_output`` are recorded by
     the data plane (``service.dataplane.timing``); the rest by the batcher, once per batch run.
@@ -44,3 +45,9 @@ class BatchStats:
         self.last_inference_ms = int(time.time() * 1000)
         self.compute_infer.add(compute_seconds * items, items)
         self.queue.add(sum(queue_seconds), items)
+
+    def best_rows_per_second(self) -> float | None:
+        """Rows a second of the batch size that has run them fastest, on average over all its
+        batches (one lucky batch does not count); None before the first batch."""
+        rates = [rows * d.count * 1e9 / d.ns for rows, d in self.batches.items() if d.ns]
+        return max(rates) if rates else None

@@ -117,11 +117,10 @@ class Batcher:
             ) from None
 
     def inference_ceiling(self) -> float | None:
-        """Rows a second the model's instances have inferred at their best batch size (means
-        over every batch run, so one lucky batch does not count): no request completes faster,
-        as each holds a row or more. None before the first batch."""
-        rates = [rows * d.count * 1e9 / d.ns for rows, d in self.stats.batches.items() if d.ns]
-        return max(rates) * self.config.instances if rates else None
+        """Requests a second the model's instances could complete at most (each holds a row or
+        more): its instances times their best rows a second. None before the first batch."""
+        best = self.stats.best_rows_per_second()
+        return best * self.config.instances if best else None
 
     @property
     def idle(self) -> bool:
