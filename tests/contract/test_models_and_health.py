@@ -59,3 +59,5 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     assert {"/v1/detect", "/v1/forecast", "/v1/models", "/v2/health/ready"} <= set(schema["paths"])
     body = schema["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
     assert "image/jpeg" in body and "multipart/form-data" in body
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))  # client generators name their methods by them
