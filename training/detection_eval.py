@@ -1,5 +1,6 @@
 """Scoring an exported detector the way the service runs it: COCO AP (pycocotools) and
-precision/recall at the serving threshold, per split, on real frames."""
+precision/recall at the serving threshold, per split, on real frames; and which frames are the
+hard ones, that validation is stratified by and scored on apart."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def score(pairs: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]], score_t
         results[f"recall@{score_threshold}_{size}"] = size_recall
         results[f"boxes_{size}"] = count
     return results
+
+
+def small_or_several(boxes_xyxy: list[np.ndarray | None]) -> np.ndarray:
+    """Which frames hold several boxes or one under COCO's "large" (96x96 px, in the frame's own
+    pixels): the training set's rarest frames (Kvasir: 66 of 900) and where the evaluation's
+    misses are."""
+    hard = np.zeros(len(boxes_xyxy), bool)
+    for i, boxes in enumerate(boxes_xyxy):
+        if boxes is None or len(boxes) == 0:
+            continue
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        hard[i] = len(boxes) > 1 or area.min() < 96**2
+    return hard

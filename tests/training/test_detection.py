@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from service.repository.manifest import StreamDefaults
-from training.detection import small_or_several
+from training import detection_report
+from training.detection_eval import small_or_several
 
 
 def test_small_or_several_picks_frames_with_several_or_smaller_boxes() -> None:
@@ -20,8 +21,6 @@ def test_small_or_several_picks_frames_with_several_or_smaller_boxes() -> None:
 
 
 def test_a_smoothing_study_becomes_the_versions_stream_defaults(tmp_path: Path) -> None:
-    from training import detection
-
     row = {"per_frame_recall": 0.94, "false_positives_per_min": 314.3, "toggles_per_min": 51.4,
            "polyps_seen": 15, "polyps": 15, "frames_to_first_display": 0.27}  # fmt: skip
     study = {
@@ -31,7 +30,7 @@ def test_a_smoothing_study_becomes_the_versions_stream_defaults(tmp_path: Path) 
     }  # fmt: skip
     path = tmp_path / "study.json"
     path.write_text(json.dumps(study))
-    stream, note = detection.stream_defaults(str(path))
+    stream, note = detection_report.stream_defaults(str(path))
     assert stream.model_dump() == {k: v for k, v in study["chosen"].items() if k != "on_threshold"}
     assert "| chosen | 0.94 | 314.3 | 51.4 | 15/15 | 0.27 |" in note
-    assert detection.stream_defaults("") == (StreamDefaults(), "")
+    assert detection_report.stream_defaults("") == (StreamDefaults(), "")
