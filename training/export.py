@@ -115,10 +115,15 @@ def write_model_dir(out_dir: Path, onnx_path: Path, manifest: Manifest) -> Path:
     return version_dir
 
 
+def threads_text(threads: int, kind: str = "") -> str:
+    """``1 thread``, ``2 intra-op threads``: how the cards name what a latency was timed on."""
+    return f"{threads} {kind}thread{'s' if threads > 1 else ''}"
+
+
 def export_note(max_abs_diff: float, latency: float, threads: int = 2) -> str:
     return (
         f"ONNX export check: `onnx.checker` passed; ONNX Runtime vs PyTorch on validation inputs, "
         f"max absolute difference {max_abs_diff:.2e}. Latency: {latency:.1f} ms median per "
-        f"batch-1 call, ONNX Runtime CPU, {threads} intra-op thread{'s' if threads > 1 else ''}, "
+        f"batch-1 call, ONNX Runtime CPU, {threads_text(threads, 'intra-op ')}, "
         "on the project's 2-core machine."
     )

@@ -84,7 +84,7 @@ def size_table(
     return "\n".join(
         [
             f"Input size, chosen on validation ({metric}) among the sizes whose batch-1 ONNX "
-            f"Runtime CPU latency ({threads} thread{'s' if threads > 1 else ''}) is within "
+            f"Runtime CPU latency ({export.threads_text(threads)}) is within "
             f"{limit:g} ms when the version was first exported (a re-export keeps it; the "
             "latencies below are this export's):",
             "",
