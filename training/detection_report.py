@@ -55,6 +55,8 @@ def stream_defaults(path: str) -> tuple[StreamDefaults, str]:
 
 def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_command) -> dict:
     data_root, work_dir = Path(cfg.data_root), Path(cfg.work_dir)
+    version_dir = Path(cfg.out_dir) / cfg.name / str(cfg.version)
+    shipped = ship.shipped_manifest(version_dir)  # read once: size, test record, command chain
     mean, std = encoder.LITE_MEAN, encoder.LITE_STD
     splits = {"val": [s for s in trainval if s.id in set(val_ids)]}
     hard = small_or_several([s.boxes for s in splits["val"]])
@@ -87,7 +89,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         ["boxes", "scores"],
         val_ap,
         cfg.max_latency_ms,
-        Path(cfg.out_dir) / cfg.name / str(cfg.version),
+        shipped,
         cfg.latency_threads,
         runs=10 if cfg.dry_run else 100,
     )
@@ -98,9 +100,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {chosen.latency_ms:.1f} ms")
 
     prep = prep_at(chosen.size)
-    tests, recorded = ship.test_record(
-        Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test, onnx_path
-    )
+    tests, recorded = ship.test_record(shipped, version_dir, cfg.evaluate_test, onnx_path)
     session = export.ort_session(onnx_path)
     results = {
         split: evaluate(session, prep, samples, cfg.score_threshold, cfg.iou_threshold)
@@ -143,7 +143,7 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
             "frames with small or several boxes and of the rest held out for early stopping and "
             "the input size); test: kvasir_test_100 (official boxes), "
             "clinicdb_test_62 (boxes from mask connected components; never trained on)",
-            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, train_command),
+            command=ship.command_chain(shipped, train_command),
             pretrained=checkpoint.citation(),
             test_evaluations=tests,
         ),

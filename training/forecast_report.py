@@ -35,12 +35,14 @@ VALIDATION_FILE = "validation.json"
 
 def export_and_report(cfg, models, ablation, history, command, all_series, evaluated) -> dict:
     """Export origin 0's ensemble, check it against PyTorch, score it, write manifest and card."""
-    work_dir, shipped = Path(cfg.work_dir), models[0]
+    work_dir, network = Path(cfg.work_dir), models[0]
     work_dir.mkdir(parents=True, exist_ok=True)
+    version_dir = Path(cfg.out_dir) / cfg.name / str(cfg.version)
+    shipped = ship.shipped_manifest(version_dir)  # read once: test record, command chain
     onnx_path = work_dir / "model.onnx"
     shapes = {"series": (1, cfg.window, 1), "base": (1, HORIZON), "base_scale": (1, 1)}
     examples = {name: torch.zeros(shape) for name, shape in shapes.items()}
-    export.export_onnx(shipped, examples, onnx_path, ["forecast"])
+    export.export_onnx(network, examples, onnx_path, ["forecast"])
     parts = rolling_origin.training_part(all_series, 0)
     histories = {n: y for n, y in parts.items() if len(y) >= cfg.window}  # real windows, bases
     ar = cfg.ar_base
@@ -52,13 +54,11 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
         "base": np.stack([x.base for x in inputs]),
         "base_scale": np.array([[x.scale] for x in inputs]),
     }
-    max_diff = export.parity(onnx_path, shipped, feeds)
+    max_diff = export.parity(onnx_path, network, feeds)
     latency = export.latency_ms(onnx_path, shapes, runs=10 if cfg.dry_run else 100)
     print(f"ONNX parity max |diff| {max_diff:.2e}; latency {latency:.2f} ms (batch 1, 2 threads)")
 
-    tests, recorded = ship.test_record(
-        Path(cfg.out_dir), cfg.name, cfg.version, cfg.evaluate_test, onnx_path
-    )
+    tests, recorded = ship.test_record(shipped, version_dir, cfg.evaluate_test, onnx_path)
     validation_path = Path(cfg.weights or cfg.work_dir) / VALIDATION_FILE
     results = {
         k: v for k, v in recorded.items() if k.endswith(("_rolling5", "_base", "_lstm", "_ar_p"))
@@ -79,7 +79,7 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
     for split, values in results.items():
         print(split, json.dumps(values))
 
-    manifest = build_manifest(cfg, command, all_series, results, tests)
+    manifest = build_manifest(cfg, ship.command_chain(shipped, command), all_series, results, tests)
     version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
     card.plot_curve(history, version_dir / "training_curve.png", "LSTM, pinball loss")
     write_card(
@@ -195,7 +195,7 @@ def build_manifest(cfg, command, all_series, results, tests) -> Manifest:
             "sunspots_annual, one model per origin trained on the data before it; this model is "
             "origin 0's: all data except the last 12 values of those four (sunspots: before "
             "1983); recipe choices on validation origins 5-7, before the test windows",
-            command=ship.command_chain(Path(cfg.out_dir), cfg.name, cfg.version, command),
+            command=command,
             test_evaluations=tests,
         ),
         metrics=results,

@@ -42,20 +42,22 @@ def choose_input_size(
     output_names: list[str],
     score_val: Callable[[Path, int], float],
     max_latency_ms: float,
-    version_dir: Path,
+    shipped: Manifest | None,
     threads: int,
     runs: int = 50,
 ) -> tuple[SizeTrial, list[SizeTrial]]:
     """Export the trained network at each input size (``build(size)`` gives it), time it and
     score it on validation (``score_val(onnx_path, size)``, higher is better); the best score
     among the sizes within ``max_latency_ms`` on ``threads`` intra-op threads wins (the fastest
-    size when none is). A re-export into ``version_dir`` keeps the size it ships: latency on a
-    shared machine moves by a quarter between runs, and a version's graph never changes."""
-    shipped = None  # the input size a re-export must keep
-    if (manifest := shipped_manifest(version_dir)) is not None:
-        shipped = manifest.preprocessing.size[0] if manifest.preprocessing is not None else None
-        if shipped not in sizes:  # refused before anything is exported
-            raise export.ShippedVersionError(f"{version_dir} ships input size {shipped}")
+    size when none is). A re-export of a ``shipped`` version keeps the size it ships: latency
+    on a shared machine moves by a quarter between runs, and a version's graph never changes."""
+    kept = None  # the input size a re-export must keep
+    if shipped is not None:
+        kept = shipped.preprocessing.size[0] if shipped.preprocessing is not None else None
+        if kept not in sizes:  # refused before anything is exported
+            raise export.ShippedVersionError(
+                f"{shipped.name} version {shipped.version} ships input size {kept}"
+            )
     trials = []
     for size in sizes:
         path = work_dir / f"model_{size}.onnx"
@@ -67,8 +69,8 @@ def choose_input_size(
         print(f"input {size}: validation {trials[-1].score:.4f}, {latency:.1f} ms")
     fast = [t for t in trials if t.latency_ms <= max_latency_ms]
     best = max(fast, key=lambda t: t.score) if fast else min(trials, key=lambda t: t.latency_ms)
-    if shipped is not None:
-        best = next(t for t in trials if t.size == shipped)
+    if kept is not None:
+        best = next(t for t in trials if t.size == kept)
     return best, trials
 
 
@@ -101,31 +103,29 @@ def shipped_manifest(version_dir: Path) -> Manifest | None:
     return Manifest.read(path) if path.is_file() else None
 
 
-def command_chain(out_dir: Path, name: str, version: int, chain: str) -> str:
-    """The whole command chain of a version: a re-export of a shipped version appends its own
-    command (the last of ``chain``) to the chain the version's manifest records, so the step that
-    scored the test splits stays in it; the same export run again adds nothing."""
-    manifest = shipped_manifest(out_dir / name / str(version))
-    if manifest is None or manifest.provenance is None:
+def command_chain(shipped: Manifest | None, chain: str) -> str:
+    """The whole command chain of a version: a re-export of a ``shipped`` version appends its
+    own command (the last of ``chain``) to the chain the version's manifest records, so the step
+    that scored the test splits stays in it; the same export run again adds nothing."""
+    if shipped is None or shipped.provenance is None:
         return chain
-    shipped, this = manifest.provenance.command, chain.split(" ; ")[-1]
-    return shipped if shipped.split(" ; ")[-1] == this else f"{shipped} ; {this}"
+    recorded, this = shipped.provenance.command, chain.split(" ; ")[-1]
+    return recorded if recorded.split(" ; ")[-1] == this else f"{recorded} ; {this}"
 
 
 def test_record(
-    out_dir: Path, name: str, version: int, evaluate_test: bool, onnx_path: Path
+    shipped: Manifest | None, version_dir: Path, evaluate_test: bool, onnx_path: Path
 ) -> tuple[int, Metrics]:
     """How many runs have scored this version's test splits, this one included, and the figures
-    its manifest already records. Called before any test split is scored: a graph other than
-    the shipped one is refused here (``export.ShippedVersionError``), so a refused run never
-    looks at the test splits; a re-export of the same graph without scoring keeps the figures."""
-    version_dir = out_dir / name / str(version)
+    its ``shipped`` manifest already records. Called before any test split is scored: a graph
+    other than the one in ``version_dir`` is refused here (``export.ShippedVersionError``), so a
+    refused run never looks at the test splits; a re-export of the same graph without scoring
+    keeps the figures."""
     export.refuse_other_weights(version_dir, onnx_path)
-    manifest = shipped_manifest(version_dir)
-    if manifest is None:
+    if shipped is None:
         return int(evaluate_test), {}
-    before = manifest.provenance.test_evaluations if manifest.provenance is not None else 0
-    return before + int(evaluate_test), manifest.metrics
+    before = shipped.provenance.test_evaluations if shipped.provenance is not None else 0
+    return before + int(evaluate_test), shipped.metrics
 
 
 def test_note(count: int, splits: Sequence[str]) -> str:

@@ -143,7 +143,7 @@ def test_test_splits_are_scored_only_on_request_and_counted(
     test splits, counts the scoring in the manifest and the card, and leaves the graph as it is;
     a re-export keeps the recorded figures; other weights for a shipped version are refused
     before any test split is scored."""
-    from training import segmentation
+    from training import segmentation, segmentation_report
     from training.export import ShippedVersionError
 
     base = [
@@ -181,13 +181,13 @@ def test_test_splits_are_scored_only_on_request_and_counted(
     assert segmentation.main(frozen[:-1]) == scored
     assert Manifest.read(version_dir / MANIFEST_FILE).provenance.test_evaluations == 2
     scored_ids: list[str] = []
-    evaluate = segmentation.evaluate
+    evaluate = segmentation_report.evaluate
 
     def recording_evaluate(session, prep, samples):
         scored_ids.extend(sample.id for sample in samples)
         return evaluate(session, prep, samples)
 
-    monkeypatch.setattr(segmentation, "evaluate", recording_evaluate)
+    monkeypatch.setattr(segmentation_report, "evaluate", recording_evaluate)
     test_ids = {s.id for s in datasets.kvasir_samples(data_root / "kvasir-seg", "test")}
     with pytest.raises(ShippedVersionError, match="new --version"):
         segmentation.main(

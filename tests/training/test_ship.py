@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def choose(
         ["out"],
         lambda _path, size: 1.0 / size if prefer_small else float(size),
         max_latency_ms,
-        version_dir,
+        ship.shipped_manifest(version_dir),
         threads=1,
         runs=5,
     )
@@ -59,19 +58,17 @@ def test_a_re_export_without_the_shipped_size_is_refused(tmp_path: Path) -> None
     with pytest.raises(export.ShippedVersionError, match="ships input size"):
         ship.choose_input_size(
             lambda _size: torch.nn.Conv2d(3, 1, 1), (64,), tmp_path, ["out"],
-            lambda _path, _size: 1.0, 1e9, version_dir, threads=1, runs=2,
+            lambda _path, _size: 1.0, 1e9, ship.shipped_manifest(version_dir), threads=1, runs=2,
         )  # fmt: skip
 
 
 def test_a_re_export_appends_its_command_to_the_shipped_chain(tmp_path: Path) -> None:
-    version_dir = tmp_path / "polyp-detector" / "2"
     chain = "python -m training.detection --no-export ; python -m training.detection --epochs 0"
-    assert ship.command_chain(tmp_path, "polyp-detector", 2, chain) == chain  # first export
-    version_dir.mkdir(parents=True)
-    shutil.copy(MODELS / "polyp-detector" / "2" / "manifest.json", version_dir)
-    shipped = json.loads((version_dir / "manifest.json").read_text())["provenance"]["command"]
-    again = ship.command_chain(tmp_path, "polyp-detector", 2, chain)
+    assert ship.command_chain(None, chain) == chain  # first export
+    manifest = ship.shipped_manifest(MODELS / "polyp-detector" / "2")
+    assert manifest is not None and manifest.provenance is not None
+    shipped = manifest.provenance.command
+    again = ship.command_chain(manifest, chain)
     assert again == f"{shipped} ; python -m training.detection --epochs 0"
-    assert ship.command_chain(tmp_path, "polyp-detector", 2, f"x ; {shipped.split(' ; ')[-1]}") == (
-        shipped
-    )  # the same export again adds nothing
+    assert ship.command_chain(manifest, f"x ; {shipped.split(' ; ')[-1]}") == shipped
+    # the same export again adds nothing

@@ -22,11 +22,12 @@ from tests.training.conftest import REAL_DATA
 from tests.training.test_dry_run import check_model_dir
 from training import (
     classification,
+    classification_report,
     detection_eval,
     export,
     forecast_predictors,
     rolling_origin,
-    segmentation,
+    segmentation_report,
     series,
 )
 from training import data as datasets
@@ -108,7 +109,7 @@ def test_segmenter_reproduces_kvasir_test_dice() -> None:
         ("kvasir_test_100", datasets.kvasir_samples(root / "kvasir-seg", "test")),
         ("clinicdb_test_62", datasets.clinicdb_samples(root / "cvc-clinicdb", "test")),
     ):
-        got = segmentation.evaluate(session, manifest.preprocessing, samples)
+        got = segmentation_report.evaluate(session, manifest.preprocessing, samples)
         recorded = manifest.metrics[split]
         assert got["dice"] == pytest.approx(recorded["dice"], abs=TOLERANCE)
         assert got["iou"] == pytest.approx(recorded["iou"], abs=TOLERANCE)
@@ -139,7 +140,7 @@ def test_classifier_reproduces_test_crop_auc(version: int) -> None:
     assert manifest.labels == ["no_polyp", "polyp"]
     samples = datasets.kvasir_samples(root / "kvasir-seg", "test")
     seed = classification.Config().seed + 1  # the seed the trainer used for this split
-    got = classification.evaluate(session, manifest.preprocessing, samples, 2, seed)
+    got = classification_report.evaluate(session, manifest.preprocessing, samples, 2, seed)
     recorded = manifest.metrics["kvasir_test_100_crops"]
     assert got["n"] == recorded["n"]
     assert got["roc_auc"] == pytest.approx(recorded["roc_auc"], abs=TOLERANCE)
