@@ -316,7 +316,7 @@ def test_the_card_quotes_validation_at_the_served_share() -> None:
 
 
 def test_a_forecaster_serving_none_of_the_correction_is_named_for_its_base() -> None:
-    from training.forecast_report import what_it_is
+    from training.forecast_card import what_it_is
     from training.forecasting import Config
 
     served_base = what_it_is(Config(correction=0.0, members=3), "AR(p)")
