@@ -34,7 +34,6 @@ windows (origins 0-4) are scored only by ``--evaluate-test``, and the card count
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -43,15 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from service.dataplane.tasks import autoregressive, seasonal
-from service.dataplane.tasks import forecasting as service_forecasting
+from service.dataplane.tasks import seasonal
 from training import common, data, forecast_report, loop, rolling_origin, series
 from training.forecast_predictors import base_predictor, predictor
 from training.forecaster import Ensemble, Forecaster, pinball_loss
 from training.rolling_origin import HORIZON, ORIGINS, VALIDATION_ORIGINS
-from training.windows import WindowSets, ar_bases
+from training.windows import WindowSets, cached_bases
 
 # What a --weights run takes from its own command line; the rest is the trained run's recipe.
 RUN_FIELDS = (
@@ -216,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the evaluated series, whole: the protocol scores each origin on them
     evaluated = {n: all_series[n] for n in (["airline"] if cfg.dry_run else series.EVALUATED)}
     if cfg.validate:
-        bases = base_windows(cfg, all_series)
+        bases = cached_bases(all_series, cfg.window, cfg.ar_base, work_dir, cfg.dry_run)
         trained = {
             k: train_origin(cfg, all_series, bases, k, device)[0] for k in VALIDATION_ORIGINS
         }
@@ -247,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
         # the recipe is the run's; what to do with it is this command's
         cfg = dataclasses.replace(trained_with, **{k: getattr(cfg, k) for k in RUN_FIELDS})
     else:
-        bases = base_windows(cfg, all_series)
+        bases = cached_bases(all_series, cfg.window, cfg.ar_base, work_dir, cfg.dry_run)
         models, history = {}, []
         for origin in range(ORIGINS):
             model, member_history = train_origin(cfg, all_series, bases, origin, device)
@@ -264,30 +261,6 @@ def main(argv: list[str] | None = None) -> dict:
     return forecast_report.export_and_report(
         cfg, models, ablation, history, command, all_series, evaluated
     )
-
-
-def base_windows(cfg: Config, all_series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every series' base forecasts for each of its windows, as the service computes them. They
-    take about 20 minutes on 2 cores (R's tree rings alone: 7 900 fits on 3 072 values), so they
-    are kept in the work dir under a key of everything they depend on: the series, the window,
-    the base's settings and the code that computes it."""
-    digest = hashlib.sha256(repr((cfg.window, cfg.ar_base)).encode())
-    for module in (autoregressive, seasonal, service_forecasting):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    for name, y in all_series.items():
-        digest.update(name.encode() + np.ascontiguousarray(y, np.float64).tobytes())
-    cache = Path(cfg.work_dir) / f"bases-{digest.hexdigest()[:16]}.npz"
-    if cache.is_file():
-        with np.load(cache) as kept:
-            return {name: kept[name] for name in all_series}
-    bases = {
-        name: ar_bases(y, cfg.window, cfg.ar_base, cfg.ar_base.period(name))
-        for name, y in tqdm(all_series.items(), desc="bases", disable=cfg.dry_run)
-    }
-    if not cfg.dry_run:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **bases)
-    return bases
 
 
 def load_run(work_dir: Path, command: str):

@@ -32,21 +32,25 @@ def test_window_sets_hold_out_each_series_last_window_and_its_overlap() -> None:
 
 
 def test_the_bases_are_computed_once_per_series_and_settings(tmp_path, monkeypatch) -> None:
-    from training import forecasting
+    from training import forecasting, windows
 
     calls: list[int] = []
-    compute = forecasting.ar_bases
+    compute = windows.ar_bases
 
     def counting(*args, **kwargs):
         calls.append(1)
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(forecasting, "ar_bases", counting)
+    monkeypatch.setattr(windows, "ar_bases", counting)
     y = np.sin(np.arange(100) / 3.0) + 5.0
-    cfg = forecasting.Config(work_dir=str(tmp_path))
-    first = forecasting.base_windows(cfg, {"a": y})
-    again = forecasting.base_windows(cfg, {"a": y})
+    cfg = forecasting.Config()
+
+    def bases(cfg: forecasting.Config, y: np.ndarray) -> dict[str, np.ndarray]:
+        return windows.cached_bases({"a": y}, cfg.window, cfg.ar_base, tmp_path)
+
+    first = bases(cfg, y)
+    again = bases(cfg, y)
     assert len(calls) == 1 and np.array_equal(first["a"], again["a"])
-    forecasting.base_windows(cfg, {"a": y + 1.0})  # other values: computed afresh
-    forecasting.base_windows(dataclasses.replace(cfg, seasonal=False), {"a": y})
+    bases(cfg, y + 1.0)  # other values: computed afresh
+    bases(dataclasses.replace(cfg, seasonal=False), y)
     assert len(calls) == 3
