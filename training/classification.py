@@ -39,12 +39,12 @@ class Config:
     out_dir: str = str(common.MODELS_DIR)
     work_dir: str = "runs/classification"
     name: str = "polyp-classifier"
-    version: int = 3
+    version: int = 4
     device: str = "auto"
     seed: int = 1337
     size: int = 192  # network input (square)
     load_size: int = 256  # frames are held at this size for cutting training crops
-    encoder: str = "lite0"  # EfficientNet-Lite variant, ImageNet-pretrained
+    encoder: str = "lite2"  # EfficientNet-Lite variant, ImageNet-pretrained
     dropout: float = 0.3
     batch_size: int = 64
     steps_per_epoch: int = 25
