@@ -149,7 +149,7 @@ async def test_every_shipped_model_is_ready_with_its_metrics(shipped: httpx.Asyn
 
 @pytest.mark.parametrize(
     ("route", "name", "newest"),
-    [("/v1/segment", "polyp-segmenter", 2), ("/v1/classify", "polyp-classifier", 3)],
+    [("/v1/segment", "polyp-segmenter", 2), ("/v1/classify", "polyp-classifier", 4)],
 )
 async def test_the_newest_version_serves_by_default_and_a_pinned_version_1_still_answers(
     shipped: httpx.AsyncClient, route: str, name: str, newest: int

