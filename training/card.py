@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from service.repository.manifest import MANIFEST_FILE, Manifest
 
+CURVE_FILE = "training_curve.png"  # the training curve's file in each version's folder
 KVASIR_TERMS = (
     "Kvasir-SEG (Simula): research and educational use only; commercial use forbidden without "
     'prior written permission. Cite: Jha D. et al., "Kvasir-SEG: A Segmented Polyp Dataset", '
@@ -26,8 +27,10 @@ CLINICDB_TERMS = (
 )
 
 
-def plot_curve(history: Sequence[dict], path: Path, title: str) -> None:
-    """Train and validation loss per epoch; the best validation epoch is marked."""
+def plot_curve(history: Sequence[dict], version_dir: Path, title: str) -> None:
+    """Train and validation loss per epoch, the best validation epoch marked, written beside the
+    version (``CURVE_FILE``, where its card links it)."""
+    path = version_dir / CURVE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -162,7 +165,7 @@ decoding, serving defaults) is in `{version}/manifest.json`.
 
 {extra}
 
-![training curve]({version}/training_curve.png)
+![training curve]({version}/{CURVE_FILE})
 
 ## Limits
 {chr(10).join(f"- {line}" for line in limits)}

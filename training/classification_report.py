@@ -105,8 +105,8 @@ def export_and_report(cfg, model, labels, val_crops, val_labels, history, train_
         ),
         metrics=results,
     )
-    version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
-    card.plot_curve(history, version_dir / "training_curve.png", "Classifier: cross-entropy")
+    export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
+    card.plot_curve(history, version_dir, "Classifier: cross-entropy")
     card.write_card(
         version_dir.parent / "README.md",
         manifest,

@@ -149,8 +149,8 @@ def export_and_report(cfg, model, tensors, trainval, val_ids, history, train_com
         ),
         metrics=results,
     )
-    version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
-    card.plot_curve(history, version_dir / "training_curve.png", "Detector: QFL + 2 GIoU loss")
+    export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
+    card.plot_curve(history, version_dir, "Detector: QFL + 2 GIoU loss")
     thr = cfg.score_threshold
     card.write_card(
         version_dir.parent / "README.md",

@@ -68,8 +68,8 @@ def export_and_report(cfg, models, ablation, history, command, all_series, evalu
         print(split, json.dumps(values))
 
     manifest = build_manifest(cfg, ship.command_chain(shipped, command), all_series, results, tests)
-    version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
-    card.plot_curve(history, version_dir / "training_curve.png", "LSTM, pinball loss")
+    export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
+    card.plot_curve(history, version_dir, "LSTM, pinball loss")
     write_card(
         cfg,
         manifest,

@@ -110,8 +110,8 @@ def export_and_report(cfg, model, tensors, history, train_command) -> dict:
         ),
         metrics=results,
     )
-    version_dir = export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
-    card.plot_curve(history, version_dir / "training_curve.png", "Segmenter: Dice + BCE loss")
+    export.write_model_dir(Path(cfg.out_dir), onnx_path, manifest)
+    card.plot_curve(history, version_dir, "Segmenter: Dice + BCE loss")
     card.write_card(
         version_dir.parent / "README.md",
         manifest,
