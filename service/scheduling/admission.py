@@ -75,18 +75,16 @@ class Admission:
             raise OverloadedError(
                 f"the model is at its limit of {self.max_requests} requests", retry_after_s=1
             )
-        expected = self.expected_latency_s()
-        if (
-            self.latency_budget_s
-            and self.admitted >= self.min_admitted
-            and expected is not None
-            and expected > self.latency_budget_s
-        ):
-            raise OverloadedError(
-                f"the model is busy: a request now would wait about {expected * 1000:.0f} ms, "
-                f"over its latency budget of {self.latency_budget_s * 1000:g} ms",
-                retry_after_s=1,
-            )
+        if self.latency_budget_s and self.admitted >= self.min_admitted:
+            # estimated only where a budget can refuse: without one (the default) no request
+            # pays for reading the throughput or the ceiling
+            expected = self.expected_latency_s()
+            if expected is not None and expected > self.latency_budget_s:
+                raise OverloadedError(
+                    f"the model is busy: a request now would wait about {expected * 1000:.0f} "
+                    f"ms, over its latency budget of {self.latency_budget_s * 1000:g} ms",
+                    retry_after_s=1,
+                )
         self._account()
         self.admitted += 1
         try:
